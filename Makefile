@@ -1,0 +1,35 @@
+# Two commands on a fresh offline machine:  make demo   /   make test
+# The virtualenv is .venv; override with `make test VENV=/path/to/venv`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-real clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, from the local CPU wheel: anything else drags in CUDA wheels
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Demo: fine-tune the offline MiniLM teacher on 2,000 SST-2 sentences, dump its materials for dev/test,
+# and label two new sentences with it (about 2 minutes on 2 CPU cores).
+demo: setup
+	rm -rf runs/demo-teacher
+	$(PY) -m distill.teach --task sst2 --data-dir $(DATA)/glue_data --epochs 1 --max-train-samples 2000 \
+		--splits dev test --output-dir runs/demo-teacher
+	printf 'a gorgeous, witty and moving film\na dull, lifeless mess\n' > runs/demo-input.txt
+	$(PY) -m distill.predict runs/demo-teacher --input runs/demo-input.txt
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs/demo-teacher runs/demo-input.txt

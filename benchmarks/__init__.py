@@ -1,0 +1,1 @@
+"""Speed benchmarks. They import distill; distill never imports them."""

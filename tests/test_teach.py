@@ -1,0 +1,140 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, teach_cfg
+from distill import materials
+from distill.errors import DistillInputError
+from distill.predict import PredictConfig
+from distill.predict import run as predict
+from distill.teach import TeachConfig, main, run
+
+
+def test_run_directory_contract(sst2_run):
+    run_dir = Path(sst2_run["run_dir"])
+    for f in ("config.json", "metrics.json", "log.jsonl", "timings.json", "best/best.json", "materials/manifest.json"):
+        assert (run_dir / f).is_file(), f
+    assert not (run_dir / "checkpoints").exists()  # optimiser state dropped once training finished
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["kind"] == "teacher" and cfg["task"] == "sst2" and cfg["device"] == "cpu"
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert set(m) == {"train", "dev"} and set(m["dev"]) == {"accuracy"}
+    # the tiny teacher learns the toy sentiment data
+    assert m["dev"]["accuracy"] >= 0.9, m
+    events = [json.loads(line)["event"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert events[0] == "start" and "eval" in events and "best" in events and events[-1] == "done"
+    assert events.count("dump") == 3
+
+
+def test_materials_match_predictions(sst2_run, glue_dir, tmp_path):
+    run_dir = Path(sst2_run["run_dir"])
+    dev = materials.load(run_dir, "dev", task="sst2")
+    assert dev.logits.shape == (40, 2) and dev.embeddings.shape == (40, 32) and dev.labels.shape == (40,)
+    # the pooled vector is what the head reads: classifier(pooled) reproduces the logits
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "best").eval()
+    with torch.no_grad():
+        again = model.classifier(torch.from_numpy(np.array(dev.embeddings))).numpy()
+    np.testing.assert_allclose(again, dev.logits, atol=1e-5)
+    # metrics.json was computed from these arrays, and predict agrees with them row by row
+    acc = float((dev.logits.argmax(-1) == dev.labels).mean())
+    assert acc == pytest.approx(sst2_run["metrics"]["dev"]["accuracy"])
+    texts = tmp_path / "dev.txt"
+    texts.write_text("\n".join(dev.text_a) + "\n")
+    out = predict(PredictConfig(str(run_dir), str(texts), str(tmp_path / "pred.tsv")))
+    np.testing.assert_allclose(out["logits"], dev.logits, atol=1e-5)
+    rows = (tmp_path / "pred.tsv").read_text().splitlines()
+    assert rows[0] == "id\tlabel\tp_negative\tp_positive" and len(rows) == 41
+    assert [r.split("\t")[1] for r in rows[1:]] == [("negative", "positive")[i] for i in dev.logits.argmax(-1)]
+    test = materials.load(run_dir, "test", task="sst2")
+    assert test.labels is None and len(test) == 24
+    assert materials.load(run_dir, "train").manifest["teacher"]["weights_sha256"] == dev.manifest["teacher"]["weights_sha256"]
+
+
+def test_dump_only_is_reproducible_and_adds_extra(sst2_run, tmp_path):
+    run_dir = Path(sst2_run["run_dir"])
+    before = materials.load(run_dir, "dev").logits.copy()
+    extra = tmp_path / "more.txt"
+    extra.write_text("what a wonderful film\nan awful script\n")
+    res = run(TeachConfig.from_run(run_dir, dump_only=True, splits=("dev",), extra=(f"unlabelled={extra}",)))
+    np.testing.assert_allclose(materials.load(run_dir, "dev").logits, before, atol=1e-6)
+    more = materials.load(run_dir, "unlabelled")
+    assert more.labels is None and more.text_a == ["what a wonderful film", "an awful script"]
+    assert "train" in more.manifest["splits"]  # same teacher: other splits kept
+    assert set(res["metrics"]) >= {"dev"}
+
+
+@pytest.mark.parametrize("task,metric_keys", [("cola", {"mcc", "accuracy"}), ("mrpc", {"f1", "accuracy"}),
+                                              ("stsb", {"pearson", "spearman"})])
+def test_other_tasks(tiny_bert, glue_dir, tmp_path, task, metric_keys):
+    res = run(teach_cfg(task=task, teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(tmp_path / task),
+                        epochs=1, splits=("dev",)))
+    assert set(res["metrics"]["dev"]) == metric_keys
+    dev = materials.load(tmp_path / task, "dev", task=task)
+    assert dev.logits.shape[1] == (1 if task == "stsb" else 2)
+    if task == "mrpc":
+        assert dev.text_b is not None
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--task", "sst3"], "unknown task 'sst3'"),
+    (["--data-dir", "/nonexistent/glue"], "does not exist"),
+    (["--epochs", "0"], "--epochs must be > 0"),
+    (["--precision", "fp16"], "fp16 needs CUDA"),
+    (["--teacher", "/nonexistent/model"], "teacher folder /nonexistent/model does not exist"),
+    (["--teacher", "no-such-org/no-such-model"], "could not be loaded from Hub model"),
+    (["--extra", "dev=x.txt"], "clashes"),
+])
+def test_bad_input_exit_2_nothing_written(tmp_path, capsys, glue_dir, argv, match):
+    out = tmp_path / "run"
+    code = main(["--data-dir", str(glue_dir), "--output-dir", str(out), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err, err
+    assert err.count("\n") == 1  # one sentence
+    assert not out.exists()
+
+
+def test_refuses_existing_run_and_bad_resume(sst2_run, tmp_path):
+    with pytest.raises(DistillInputError, match="already holds a run; pass --resume"):
+        run(teach_cfg(output_dir=sst2_run["run_dir"]))
+    with pytest.raises(DistillInputError, match="other --lr"):
+        run(TeachConfig.from_run(sst2_run["run_dir"], resume=True, lr=0.5))
+    with pytest.raises(DistillInputError, match="holds no run"):
+        run(teach_cfg(output_dir=str(tmp_path / "new"), resume=True))
+
+
+def _cmd(tiny_bert, glue_dir, out, *extra):
+    return [sys.executable, "-m", "distill.teach", "--task", "sst2", "--teacher", str(tiny_bert), "--data-dir",
+            str(glue_dir), "--output-dir", str(out), "--epochs", "30", "--batch-size", "8", "--lr", "3e-3",
+            "--max-length", "32", "--seed", "0", "--save-steps", "20", "--patience", "0", "--splits", "dev", *extra]
+
+
+def test_sigkill_then_resume_finishes(tiny_bert, glue_dir, tmp_path):
+    """Kill the process mid-training (after a checkpoint), resume, and land on the same step count."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(tiny_bert, glue_dir, out), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "checkpoint-60" / "trainer_state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "train_summary.json").exists(), "training finished before the kill; the test needs a slower run"
+    done = subprocess.run(_cmd(tiny_bert, glue_dir, out, "--resume"), cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["global_step"] == 30 * 20  # 160 examples / batch 8 = 20 steps an epoch
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    resumed = [e for e in events if e["event"] == "resume"]
+    assert resumed and int(resumed[0]["checkpoint"].split("-")[1]) >= 60
+    assert json.loads((out / "metrics.json").read_text())["dev"]["accuracy"] >= 0.9
