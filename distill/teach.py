@@ -12,6 +12,7 @@ first metric on dev), RUN/materials/ (see distill.materials) and RUN/metrics.jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -197,6 +198,14 @@ def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Example
     return data
 
 
+def _bar(show: bool, description: str, total: int):
+    if not show:
+        return contextlib.nullcontext(None)
+    from distill.progress import bar
+
+    return bar(description, total)
+
+
 def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     """Fine-tune (unless --dump-only), dump materials and score every labelled split.
 
@@ -227,7 +236,8 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         data["train"] = data["train"].select(cfg.max_train_samples)
     _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
     source = str(best_dir) if (cfg.dump_only and have_best) else cfg.teacher
-    model, tokenizer = load_teacher(source, task=None if source == str(best_dir) else task)
+    # dump-only needs a fine-tuned head as it is; training (re)initialises the head for the task
+    model, tokenizer = load_teacher(source, task=None if cfg.dump_only else task)
     if cfg.dump_only and source == cfg.teacher and model.config.num_labels != task.num_labels:
         raise DistillInputError(f"--dump-only --teacher {cfg.teacher}: its head has {model.config.num_labels} labels, "
                                 f"{task.name} needs {task.num_labels}; fine-tune it first")
@@ -280,15 +290,10 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows)
         ts = time.perf_counter()
         enc = encode(tokenizer, ex, cfg.max_length)
-        if show_progress:
-            from distill.progress import bar
-
-            with bar(f"dump {split}", len(ex)) as b:
-                logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
-                                                device=cfg.device, precision=cfg.precision, on_progress=b.advance)
-        else:
+        with _bar(show_progress, f"dump {split}", len(ex)) as b:
             logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
-                                            device=cfg.device, precision=cfg.precision)
+                                            device=cfg.device, precision=cfg.precision,
+                                            on_progress=b.advance if b else None)
         write_split(run_dir / "materials", base, split, ex, logits, pooled, task)
         secs = time.perf_counter() - ts
         n_total += len(ex)

@@ -59,13 +59,19 @@ def load_teacher(name: str, task: Task | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task)
-        model = AutoModelForSequenceClassification.from_pretrained(path, ignore_mismatched_sizes=task is not None, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, ignore_mismatched_sizes=task is not None, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as exc:
         where = f"folder {path}" if local else f"Hub model {path!r}"
         raise DistillInputError(
             f"teacher {name!r} (--teacher) could not be loaded from {where} ({str(exc).splitlines()[0][:160]}); "
             f"pass a local transformers folder, a Hub name on a machine with Hub access, or the offline default {DEFAULT_TEACHER!r}"
         ) from exc
+    if task is None and info.get("missing_keys"):
+        raise DistillInputError(
+            f"teacher {name!r} has no fine-tuned classification head (missing {sorted(info['missing_keys'])[0]}); "
+            f"fine-tune it first with python -m distill.teach (without --dump-only)"
+        )
     if task is not None and model.config.num_labels != task.num_labels:
         raise DistillInputError(f"teacher {name} has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
     return model, tokenizer

@@ -138,3 +138,18 @@ def test_sigkill_then_resume_finishes(tiny_bert, glue_dir, tmp_path):
     resumed = [e for e in events if e["event"] == "resume"]
     assert resumed and int(resumed[0]["checkpoint"].split("-")[1]) >= 60
     assert json.loads((out / "metrics.json").read_text())["dev"]["accuracy"] >= 0.9
+
+
+def test_dump_only_refuses_untrained_head(tmp_path, tokenizer_dir, glue_dir):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    enc = tmp_path / "encoder"  # an encoder without any classification head
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(enc)
+    for f in tokenizer_dir.iterdir():
+        (enc / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(DistillInputError, match="no fine-tuned classification head"):
+        run(teach_cfg(teacher=str(enc), data_dir=str(glue_dir), output_dir=str(tmp_path / "run"), dump_only=True))
+    assert not (tmp_path / "run").exists()
