@@ -33,6 +33,21 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str,
             parser.add_argument(flag, type=base, default=default, help=help_)
 
 
+def given_fields(argv: list[str], names) -> set[str]:
+    """Field names whose flags appear in ``argv`` (``--foo-bar``, ``--foo-bar=x``, ``--no-foo-bar``)."""
+    names = set(names)
+    out = set()
+    for a in argv:
+        if not a.startswith("--"):
+            continue
+        name = a[2:].split("=")[0].replace("-", "_")
+        if name in names:
+            out.add(name)
+        elif name.startswith("no_") and name[3:] in names:
+            out.add(name[3:])
+    return out
+
+
 def field_docs(cls):
     """Class decorator: read ``# comment`` after each field into ``__field_docs__`` for --help."""
     import inspect

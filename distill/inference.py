@@ -18,41 +18,59 @@ from distill.data import Examples
 
 @dataclass
 class Encoded:
-    """Token ids of a split, unpadded: one list per example."""
+    """Token ids of a split, unpadded: one list per example.
+
+    Packed pairs (BERT) hold both sentences in ``input_ids`` with ``token_type_ids``; siamese pairs
+    (students that encode each sentence alone) hold the second sentence in ``input_ids_b``.
+    """
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
+    input_ids_b: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        n = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        if self.input_ids_b is not None:
+            n += np.fromiter((len(x) for x in self.input_ids_b), dtype=np.int64, count=len(self.input_ids_b))
+        return n
 
 
-def encode(tokenizer, examples: Examples, max_length: int) -> Encoded:
-    """Tokenise a split (fast tokenizer, batched), truncating pairs longest-first."""
+def encode(tokenizer, examples: Examples, max_length: int, *, siamese: bool = False) -> Encoded:
+    """Tokenise a split (fast tokenizer, batched). Pairs are packed and truncated longest-first, or
+    with ``siamese`` tokenised as two separate sentences of at most ``max_length`` tokens each."""
+    if siamese and examples.text_b is not None:
+        kw = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False,
+                  return_token_type_ids=False)
+        return Encoded(tokenizer(examples.text_a, **kw)["input_ids"], None, tokenizer(examples.text_b, **kw)["input_ids"])
     enc = tokenizer(examples.text_a, examples.text_b, truncation=True, max_length=max_length,
                     padding=False, return_attention_mask=False)
     return Encoded(enc["input_ids"], enc.get("token_type_ids"))
 
 
-def pad_batch(enc: Encoded, idx, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad the examples ``idx`` to their longest: input_ids/attention_mask/token_type_ids [B, L]."""
-    seqs = [enc.input_ids[i] for i in idx]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    types = torch.zeros((len(seqs), width), dtype=torch.long) if enc.token_type_ids is not None else None
-    for row, (i, s) in enumerate(zip(idx, seqs)):
-        ids[row, : len(s)] = torch.as_tensor(s)
+def _pad(seqs: list[list[int]], pad_value: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, max(map(len, seqs)))
+    ids = np.full((len(seqs), width), pad_value, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = s
         mask[row, : len(s)] = 1
-        if types is not None:
-            types[row, : len(s)] = torch.as_tensor(enc.token_type_ids[i])
-    out = {"input_ids": ids, "attention_mask": mask}
-    if types is not None:
-        out["token_type_ids"] = types
+    return ids, mask
+
+
+def pad_batch(enc: Encoded, idx, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the examples ``idx`` to their longest: input_ids/attention_mask[/token_type_ids] [B, L]
+    (and input_ids_b/attention_mask_b [B, L_b] for siamese pairs)."""
+    ids, mask = _pad([enc.input_ids[i] for i in idx], pad_id)
+    out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if enc.token_type_ids is not None:
+        out["token_type_ids"] = torch.from_numpy(_pad([enc.token_type_ids[i] for i in idx], 0)[0])
+    if enc.input_ids_b is not None:
+        ids_b, mask_b = _pad([enc.input_ids_b[i] for i in idx], pad_id)
+        out["input_ids_b"], out["attention_mask_b"] = torch.from_numpy(ids_b), torch.from_numpy(mask_b)
     return out
 
 

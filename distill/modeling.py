@@ -18,3 +18,8 @@ class ModelOutput:
 
     logits: torch.Tensor
     pooled: torch.Tensor | None = None
+
+
+# How a BERT-style teacher turns token states into the sentence vector its head reads:
+# "cls" is BERT's pooled [CLS]; "mean" is sentence-transformers' masked mean; "auto" is the teacher's own.
+POOLINGS = ("auto", "cls", "mean")

@@ -35,7 +35,7 @@ class PredictConfig:
 
 
 def load_predictor(run_dir: Path, device: str = "cpu"):
-    """(task, model returning ModelOutput, tokenizer, max_length) of a run directory."""
+    """(task, model returning ModelOutput, tokenizer, max_length, siamese) of a run directory."""
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise DistillInputError(f"{run_dir} has no config.json; pass a run directory written by distill.teach or distill.student")
@@ -48,8 +48,22 @@ def load_predictor(run_dir: Path, device: str = "cpu"):
         if not (run_dir / "best" / "config.json").is_file():
             raise DistillInputError(f"{run_dir}/best holds no model yet; finish the run (python -m distill.teach --output-dir {run_dir} --resume)")
         model, tokenizer = load_teacher(str(run_dir / "best"))
-        return task, HFTeacher(model).to(device), tokenizer, cfg["max_length"]
-    raise DistillInputError(f"{cfg_path} has kind {kind!r}; expected a run written by distill.teach")
+        return task, HFTeacher(model).to(device), tokenizer, cfg["max_length"], False
+    if kind == "student-seeds":  # several seeds: the one with the best dev metric
+        seeds = sorted(run_dir.glob("seed-*/metrics.json"))
+        if not seeds:
+            raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
+        key = task.primary_metric
+        best = max(seeds, key=lambda f: read_json(f).get(task.eval_splits[0], {}).get(key, float("-inf")))
+        return load_predictor(best.parent, device)
+    if kind == "student":
+        from distill.student import load_student
+
+        if not (run_dir / "model" / "student.json").is_file():
+            raise DistillInputError(f"{run_dir}/model holds no model yet; finish the run (python -m distill.student --output-dir {run_dir} --resume)")
+        model, tokenizer, meta = load_student(run_dir / "model")
+        return task, model.to(device), tokenizer, meta["max_length"], meta["pair_input"] == "siamese"
+    raise DistillInputError(f"{cfg_path} has kind {kind!r}; expected a run written by distill.teach or distill.student")
 
 
 def run(cfg: PredictConfig) -> dict:
@@ -61,10 +75,10 @@ def run(cfg: PredictConfig) -> dict:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    task, model, tokenizer, max_length = load_predictor(Path(cfg.run_dir), cfg.device)
+    task, model, tokenizer, max_length, siamese = load_predictor(Path(cfg.run_dir), cfg.device)
     first = task.splits["train"]
     ex = read_text_file(cfg.input, split="input", pair=task.is_pair, text_columns=first.text_columns)
-    logits, _ = predict_arrays(model, encode(tokenizer, ex, max_length), pad_id=tokenizer.pad_token_id,
+    logits, _ = predict_arrays(model, encode(tokenizer, ex, max_length, siamese=siamese), pad_id=tokenizer.pad_token_id,
                                batch_size=cfg.batch_size, device=cfg.device)
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from distill import metrics as task_metrics
-from distill.cli import add_dataclass_args, field_docs, run_cli
+from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
 from distill.data import Examples, load_split, read_text_file
 from distill.errors import DistillInputError
 from distill.materials import base_manifest, write_split
+from distill.modeling import POOLINGS
 from distill.rundir import JsonlLog, read_json, write_json
 from distill.tasks import Task, get_task
 
@@ -45,6 +46,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class TeachConfig:
     task: str = "sst2"  # task name from distill.tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)
     teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), a Hub name (bert-base-uncased) or a local folder
+    pooling: str = "auto"  # sentence vector for the head: auto (the teacher's own: mean for sentence-transformers folders like MiniLM, else cls) | cls | mean
     data_dir: str | None = None  # classic glue_data folder; leave out to load the task from the Hub
     output_dir: str = ""  # run directory (default runs/teach-<task>)
     epochs: float = 3.0  # BERT fine-tunes for 2-4 epochs (Devlin et al. 2019)
@@ -79,6 +81,7 @@ class TeachConfig:
             (self.epochs > 0, "--epochs must be > 0"),
             (self.lr > 0, "--lr must be > 0"),
             (self.batch_size > 0 and self.eval_batch_size > 0, "--batch-size and --eval-batch-size must be > 0"),
+            (self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),
             (self.grad_accum >= 1, "--grad-accum must be >= 1"),
             (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
             (8 <= self.max_length <= 512, "--max-length must be in 8..512 (BERT has 512 positions)"),
@@ -131,7 +134,7 @@ class TeachConfig:
 
 
 # Fields that must agree between a run and its --resume (the rest, e.g. --splits, may change).
-_RESUME_KEYS = ("task", "teacher", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
+_RESUME_KEYS = ("task", "teacher", "pooling", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
                 "warmup_ratio", "max_grad_norm", "max_length", "max_train_samples", "seed", "precision",
                 "evals_per_epoch")
 
@@ -237,7 +240,8 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
     source = str(best_dir) if (cfg.dump_only and have_best) else cfg.teacher
     # dump-only needs a fine-tuned head as it is; training (re)initialises the head for the task
-    model, tokenizer = load_teacher(source, task=None if cfg.dump_only else task)
+    model, tokenizer = load_teacher(source, task=None if cfg.dump_only else task,
+                                    pooling="auto" if source == str(best_dir) else cfg.pooling)
     if cfg.dump_only and source == cfg.teacher and model.config.num_labels != task.num_labels:
         raise DistillInputError(f"--dump-only --teacher {cfg.teacher}: its head has {model.config.num_labels} labels, "
                                 f"{task.name} needs {task.num_labels}; fine-tune it first")
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(cfg.output_dir or f"runs/teach-{cfg.task}")
         if (cfg.resume or cfg.dump_only) and (run_dir / "config.json").is_file():
             # the run's saved flags, overridden only by the flags given now
-            given = {a[2:].split("=")[0].replace("-", "_").removeprefix("no_") for a in argv or sys.argv[1:] if a.startswith("--")}
+            given = given_fields(argv or sys.argv[1:], [f.name for f in dataclasses.fields(TeachConfig)])
             cfg = TeachConfig.from_run(run_dir, **{k: getattr(cfg, k) for k in given | {"resume", "dump_only"}})
         result = run(cfg, show_progress=True)
         from distill.progress import console

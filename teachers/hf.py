@@ -34,11 +34,61 @@ def resolve_teacher(name: str) -> str:
     return name
 
 
-def load_teacher(name: str, task: Task | None = None):
+class MaskedMeanPooler(nn.Module):
+    """Stands in for BERT's pooler: the mean of the last hidden states over real tokens.
+
+    Sentence-transformers checkpoints (all-MiniLM-L6-v2) were trained with mean pooling and ship an
+    untrained [CLS] pooler (zero bias, weight std 0.009), so their sentence vector is the mean.
+    ``mask`` is set by a forward pre-hook on the encoder, because BertModel calls ``pooler(h)`` alone.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, H]
+        if self.mask is None:
+            return hidden.mean(1)
+        m = self.mask[:, : hidden.shape[1], None].to(hidden.dtype)  # [B, L, 1]
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def sentence_transformers_pooling(path: str) -> str | None:
+    """"mean" / "cls" from a sentence-transformers folder's 1_Pooling/config.json, else None."""
+    f = Path(path) / "1_Pooling" / "config.json"
+    if not f.is_file():
+        return None
+    import json
+
+    conf = json.loads(f.read_text())
+    return "mean" if conf.get("pooling_mode_mean_tokens") else "cls" if conf.get("pooling_mode_cls_token") else None
+
+
+def set_pooling(model: nn.Module, pooling: str) -> None:
+    """Switch a BERT-style ``*ForSequenceClassification`` to mean pooling (recorded in its config)."""
+    if pooling != "mean":
+        return
+    base = model.base_model
+    if not isinstance(getattr(base, "pooler", None), nn.Module):
+        raise DistillInputError(f"--pooling mean needs a BERT-style encoder with a pooler; {type(model).__name__} has none. "
+                                f"Use --pooling cls")
+    pooler = MaskedMeanPooler()
+    base.pooler = pooler
+
+    def grab_mask(module, args, kwargs):
+        pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    base.register_forward_pre_hook(grab_mask, with_kwargs=True)
+    model.config.distill_pooling = "mean"
+
+
+def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     """(model, tokenizer) for a teacher name, local folder or fine-tuned run folder.
 
     With ``task`` the head is (re)sized to the task's labels; without it the folder must already
-    hold a fine-tuned head (prediction, dump-only).
+    hold a fine-tuned head (prediction, dump-only). ``pooling`` ("auto": what the folder was trained
+    with — a fine-tuned run's saved choice, a sentence-transformers pooling config, else [CLS]) picks
+    the sentence vector the head reads.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -67,9 +117,13 @@ def load_teacher(name: str, task: Task | None = None):
             f"teacher {name!r} (--teacher) could not be loaded from {where} ({str(exc).splitlines()[0][:160]}); "
             f"pass a local transformers folder, a Hub name on a machine with Hub access, or the offline default {DEFAULT_TEACHER!r}"
         ) from exc
-    if task is None and info.get("missing_keys"):
+    if pooling == "auto":
+        pooling = getattr(model.config, "distill_pooling", None) or sentence_transformers_pooling(path) or "cls"
+    set_pooling(model, pooling)
+    missing = [k for k in info.get("missing_keys", ()) if not (pooling == "mean" and ".pooler." in f".{k}")]
+    if task is None and missing:
         raise DistillInputError(
-            f"teacher {name!r} has no fine-tuned classification head (missing {sorted(info['missing_keys'])[0]}); "
+            f"teacher {name!r} has no fine-tuned classification head (missing {sorted(missing)[0]}); "
             f"fine-tune it first with python -m distill.teach (without --dump-only)"
         )
     if task is not None and model.config.num_labels != task.num_labels:

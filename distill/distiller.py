@@ -1,0 +1,306 @@
+"""The student training loop: KD losses over teaching materials, length-grouped batches, early
+stopping on the dev metric, the best model kept, and exact resume after a crash.
+
+Hand-written rather than transformers' Trainer because (1) a sparse word-embedding table needs its
+own optimiser (SparseAdam) beside AdamW, which Trainer's single optimiser and its gradient clipping
+over every parameter do not allow, and (2) a TextCNN step is a few milliseconds, so per-step
+framework overhead would be a large share of an epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill import losses
+from distill import metrics as task_metrics
+from distill.inference import Encoded, autocast, pad_batch, predict_arrays
+from distill.rundir import JsonlLog, read_json, replace_dir, write_json
+from distill.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """One split as a student sees it; row i of every field belongs to ``ids[i]`` (aligned by id)."""
+
+    ids: list[str]
+    enc: Encoded
+    labels: np.ndarray | None  # [N] gold labels, None when the split is unlabelled
+    teacher_logits: np.ndarray  # [N, C]
+    teacher_embeddings: np.ndarray | None  # [N, H] the teacher's pooled vectors
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class FitOptions:
+    """The training knobs ``fit`` reads (a subset of ``distill.student.StudentConfig``)."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float
+    alpha: float  # weight of the teacher (soft) term; 0 = gold labels only
+    beta: float  # weight of the hidden (embedding) matching term
+    temperature: float
+    kd_loss: str  # kl | mse
+    hidden_loss: str  # cosine | mse
+    patience: int
+    save_steps: int
+    log_every: int
+    seed: int
+    device: str
+    precision: str
+
+
+def grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples (less padding), a pure function of (seed, epoch)
+    so a resumed run replays the same order: a random permutation, cut into megabatches of 50
+    batches, each sorted by length and cut into batches, then the batch order shuffled."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(lengths))
+    mega = batch_size * 50
+    batches = []
+    for i in range(0, len(perm), mega):
+        chunk = perm[i : i + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def teacher_agreement(task: Task, student_logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Share of examples where student and teacher predict the same label (multi-label: the same
+    label set); for regression, the Pearson correlation of their scores."""
+    s, t = task_metrics.predictions(task, student_logits), task_metrics.predictions(task, teacher_logits)
+    if task.kind == "regression":
+        return float(np.corrcoef(s, t)[0, 1])
+    if task.kind == "multilabel":
+        return float((s == t).all(axis=-1).mean())
+    return float((s == t).mean())
+
+
+def evaluate(task: Task, model: nn.Module, data: SplitData, *, pad_id: int, opts: FitOptions,
+             on_progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], np.ndarray]:
+    """(metrics incl. teacher_agreement, logits [N, C]) of ``model`` on one split."""
+    logits, _ = predict_arrays(model, data.enc, pad_id=pad_id, batch_size=opts.eval_batch_size, device=opts.device,
+                               precision=opts.precision, on_progress=on_progress)
+    out = task_metrics.compute(task, logits, data.labels) if data.labels is not None else {}
+    out["teacher_agreement"] = teacher_agreement(task, logits, data.teacher_logits)
+    return out, logits
+
+
+class Projector(nn.Module):
+    """Learned map from the student's sentence vector to the teacher's width, for the hidden loss
+    (TextBrewer's "adaptor" idea: the loss compares like with like). Used in training only."""
+
+    def __init__(self, student_dim: int, teacher_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(student_dim, teacher_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def _optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions):
+    sparse = model.sparse_parameters() if hasattr(model, "sparse_parameters") else []
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+    if projector is not None:
+        dense += list(projector.parameters())
+    decay = [p for p in dense if p.dim() >= 2]  # no weight decay on biases / norms (as BERT)
+    no_decay = [p for p in dense if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=opts.lr)
+    opts_list = [opt]
+    if sparse:
+        opts_list.append(torch.optim.SparseAdam(sparse, lr=opts.lr))
+    return opts_list, dense
+
+
+def _schedule(total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:  # linear warmup, then linear decay to 0 (as the teacher)
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def save_model(model: nn.Module, folder: Path, meta: dict, extra_files: Callable[[Path], None] | None = None) -> None:
+    """Write ``folder/model.safetensors`` + ``folder/student.json`` (+ extra files) atomically."""
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    write_json(tmp / "student.json", meta)
+    if extra_files is not None:
+        extra_files(tmp)
+    replace_dir(tmp, folder)
+
+
+def _save_checkpoint(folder: Path, model, projector, optimizers, schedulers, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    if projector is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()}, tmp / "projector.safetensors")
+    torch.save({"optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+                "rng": torch.get_rng_state()}, tmp / "optim.pt")
+    write_json(tmp / "state.json", state)  # written last: a folder without it is incomplete
+    replace_dir(tmp, folder)
+
+
+def _load_checkpoint(folder: Path, model, projector, optimizers, schedulers) -> dict | None:
+    from safetensors.torch import load_file
+
+    if not (folder / "state.json").is_file():
+        return None
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    if projector is not None:
+        projector.load_state_dict(load_file(folder / "projector.safetensors"))
+    blob = torch.load(folder / "optim.pt", weights_only=True)
+    for o, sd in zip(optimizers, blob["optimizers"]):
+        o.load_state_dict(sd)
+    for s, sd in zip(schedulers, blob["schedulers"]):
+        s.load_state_dict(sd)
+    torch.set_rng_state(blob["rng"])
+    return read_json(folder / "state.json")
+
+
+def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: FitOptions, run_dir: Path, *,
+        pad_id: int, save_best: Callable[[nn.Module, dict], None], jlog: JsonlLog, resume: bool = False,
+        progress=None, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train ``model`` on ``train`` against the teacher's outputs; evaluate on ``dev`` every epoch.
+
+    The total loss is ``(1 - alpha) * hard + alpha * soft + beta * hidden``. The best model (dev
+    task metric) goes to ``save_best(model, metrics)``; a checkpoint in ``run_dir/checkpoint`` every
+    ``save_steps`` steps and at each epoch end lets ``resume`` replay the run exactly.
+    ``on_epoch(epoch, dev_metrics)`` may raise to stop (Optuna pruning). Returns a summary dict.
+    """
+    device = torch.device(opts.device)
+    model.to(device)
+    use_hidden = opts.beta > 0
+    if use_hidden and train.teacher_embeddings is None:
+        raise ValueError("beta > 0 needs the teacher's embeddings in the materials")
+    projector = Projector(model.pooled_dim, train.teacher_embeddings.shape[1]).to(device) if use_hidden else None
+    optimizers, dense_params = _optimizers(model, projector, opts)
+    n_batches = math.ceil(len(train) / opts.batch_size)
+    total_steps = n_batches * opts.epochs
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
+    ckpt_dir = run_dir / "checkpoint"
+    metric_key = task.primary_metric
+    state = {"epoch": 0, "batch": 0, "global_step": 0, "best": None, "best_epoch": None, "bad_evals": 0,
+             "history": [], "train_seconds": 0.0, "epoch_seconds": []}
+    if resume:
+        loaded = _load_checkpoint(ckpt_dir, model, projector, optimizers, schedulers)
+        if loaded is not None:
+            state = loaded
+            jlog("resume", epoch=state["epoch"], batch=state["batch"], global_step=state["global_step"])
+            log.info("resuming at epoch %d, batch %d", state["epoch"], state["batch"])
+    else:
+        torch.manual_seed(opts.seed)
+
+    lengths = train.enc.lengths
+    t_logits = torch.from_numpy(np.ascontiguousarray(train.teacher_logits, dtype=np.float32))
+    t_emb = torch.from_numpy(np.ascontiguousarray(train.teacher_embeddings, dtype=np.float32)) if use_hidden else None
+    labels = torch.from_numpy(np.asarray(train.labels)) if train.labels is not None else None
+    zero = torch.zeros((), device=device)
+    bar = progress or (lambda desc, total: contextlib.nullcontext(None))
+
+    stop = state.get("stopped", False)
+    while state["epoch"] < opts.epochs and not stop:
+        epoch = state["epoch"]
+        batches = grouped_batches(lengths, opts.batch_size, opts.seed, epoch)
+        model.train()
+        t0 = time.perf_counter()
+        run_loss = run_n = 0.0
+        with bar(f"epoch {epoch + 1}/{opts.epochs}", len(batches)) as b:
+            if b is not None and state["batch"]:
+                b.advance(state["batch"], note=f"resumed at batch {state['batch']}")
+            for bi in range(state["batch"], len(batches)):
+                idx = batches[bi]
+                batch = {k: v.to(device) for k, v in pad_batch(train.enc, idx, pad_id).items()}
+                with autocast(device, opts.precision):
+                    out = model(**batch)
+                logits = out.logits.float()
+                hard = losses.hard_loss(task.kind, logits, labels[idx].to(device)) if labels is not None and opts.alpha < 1 else zero
+                soft = losses.soft_loss(task.kind, logits, t_logits[idx].to(device), temperature=opts.temperature,
+                                        kd_loss=opts.kd_loss) if opts.alpha > 0 else zero
+                hidden = losses.hidden_match(projector(out.pooled.float()), t_emb[idx].to(device), opts.hidden_loss) if use_hidden else zero
+                loss = (1 - opts.alpha) * hard + opts.alpha * soft + opts.beta * hidden
+                for o in optimizers:
+                    o.zero_grad(set_to_none=True)
+                loss.backward()
+                if opts.max_grad_norm > 0:  # the sparse embedding rows are left unclipped (SparseAdam)
+                    torch.nn.utils.clip_grad_norm_(dense_params, opts.max_grad_norm)
+                for o in optimizers:
+                    o.step()
+                for s in schedulers:
+                    s.step()
+                state["batch"] = bi + 1
+                state["global_step"] += 1
+                run_loss += loss.item()
+                run_n += 1
+                if state["global_step"] % opts.log_every == 0:
+                    jlog("train", step=state["global_step"], epoch=epoch + (bi + 1) / len(batches),
+                         loss=run_loss / run_n, hard=hard.item(), soft=soft.item(), hidden=hidden.item(),
+                         lr=schedulers[0].get_last_lr()[0])
+                    if b is not None:
+                        b.advance(0, note=f"loss {run_loss / run_n:.4f}")
+                    run_loss = run_n = 0.0
+                if b is not None:
+                    b.advance(1)
+                if opts.save_steps and state["global_step"] % opts.save_steps == 0 and state["batch"] < len(batches):
+                    state["train_seconds"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
+        secs = time.perf_counter() - t0
+        state["train_seconds"] += secs
+        state["epoch_seconds"].append(round(secs, 3))  # the last part of the epoch if it was resumed
+        with bar(f"evaluate {len(dev)}", len(dev)) as b:
+            dev_metrics, _ = evaluate(task, model, dev, pad_id=pad_id, opts=opts, on_progress=b.advance if b else None)
+        value = dev_metrics[metric_key]
+        improved = state["best"] is None or value > state["best"]
+        if improved:
+            state.update(best=value, best_epoch=epoch + 1, bad_evals=0)
+            save_best(model, dev_metrics)
+        else:
+            state["bad_evals"] += 1
+        state["history"].append({"epoch": epoch + 1, **dev_metrics})
+        jlog("eval", epoch=epoch + 1, step=state["global_step"], seconds=round(secs, 3), best=improved, **dev_metrics)
+        log.info("epoch %d: %s (%.1f s)", epoch + 1, ", ".join(f"{k}={v:.4f}" for k, v in dev_metrics.items()), secs)
+        state["epoch"], state["batch"] = epoch + 1, 0
+        if opts.patience and state["bad_evals"] >= opts.patience:
+            jlog("early_stop", epoch=epoch + 1, bad_evals=state["bad_evals"])
+            state["stopped"] = stop = True
+        _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
+        if on_epoch is not None:
+            on_epoch(epoch, dev_metrics)
+    return {"best_" + metric_key: state["best"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+            "global_step": state["global_step"], "train_seconds": round(state["train_seconds"], 3),
+            "epoch_seconds": state["epoch_seconds"], "history": state["history"]}

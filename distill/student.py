@@ -1,0 +1,477 @@
+"""``python -m distill.student --arch cnn --materials TEACH_RUN --output-dir RUN``: distil a teacher's
+materials into a small fast student (TextCNN, BiLSTM or a small transformer).
+
+The task, label names, tokenizer, max length and splits come from the teacher run's manifest; the
+student reads the teacher's outputs row by row of the materials, matched by example id. ``--no-kd``
+trains the same student on gold labels only (the baseline every report shows). ``--seeds K`` trains
+K seeds into RUN/seed-<s>/ and writes their mean ± std to RUN/metrics.json.
+
+    python -m distill.student --arch cnn --materials runs/sst2-full --output-dir runs/cnn-sst2 --seeds 3
+    python -m distill.student --arch bilstm --materials runs/sst2-full --output-dir runs/bilstm-nokd --no-kd
+    python -m distill.predict runs/cnn-sst2/seed-42 --input sentences.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
+from distill.errors import DistillInputError
+from distill.rundir import JsonlLog, read_json, write_json, write_text
+from distill.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+# Per-arch defaults where one value does not suit all: (lr, warmup_ratio, epochs).
+# CNN/BiLSTM: Adam at 1e-3 (Kim 2014 / Tang 2019 use Adadelta/Adam at this scale); the transformer
+# starts from teacher layers, so it fine-tunes like one (1e-4, 6 % warmup), and needs fewer epochs.
+ARCH_DEFAULTS = {"cnn": (1e-3, 0.0, 8), "bilstm": (1e-3, 0.0, 8), "transformer": (1e-4, 0.06, 3)}
+
+
+@field_docs
+@dataclass
+class StudentConfig:
+    arch: str = "cnn"  # cnn | bilstm | transformer
+    materials: str = ""  # teacher run directory (or its materials/ folder) written by distill.teach
+    output_dir: str = ""  # run directory (default runs/student-<arch>-<task>)
+    task: str | None = None  # optional check: refuse materials of another task
+    epochs: int = 0  # max epochs; 0 = the arch's default (cnn/bilstm 8, transformer 3); early stopping may end sooner
+    batch_size: int = 32  # examples per optimiser step
+    eval_batch_size: int = 256  # examples per evaluation batch
+    lr: float = 0.0  # peak learning rate; 0 = the arch's default (cnn/bilstm 1e-3, transformer 1e-4)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases / norms)
+    warmup_ratio: float = -1.0  # share of steps of linear warmup, then linear decay; -1 = arch default
+    max_grad_norm: float = 1.0  # gradient clipping of the dense parameters (0 = off)
+    alpha: float = 0.5  # weight of the teacher term; the loss is (1-alpha)*hard + alpha*soft + beta*hidden
+    beta: float = 0.0  # weight of the hidden term (student sentence vector -> teacher pooled embedding)
+    temperature: float = 0.0  # KD temperature T; 0 = the one the materials were dumped with
+    kd_loss: str = "kl"  # kl (Hinton 2015, KL at T with T^2) | mse (Tang 2019, MSE on logits)
+    hidden_loss: str = "cosine"  # cosine | mse, through a learned projection to the teacher width
+    kd: bool = True  # learn from the teacher; --no-kd: gold labels only (alpha = beta = 0), the baseline
+    max_length: int = 0  # token limit per sentence; 0 = the teacher's
+    seed: int = 42  # first seed (init, dropout, batch order)
+    seeds: int = 1  # train this many seeds (seed, seed+1, ...) and report mean ± std
+    patience: int = 2  # stop after this many epochs without dev improvement (0 = never)
+    save_steps: int = 500  # checkpoint every N steps (and every epoch end) for --resume
+    log_every: int = 50  # log the loss terms every N steps to RUN/log.jsonl
+    resume: bool = False  # continue a killed run in --output-dir from its checkpoint
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    options: dict = field(default_factory=dict)  # the arch's own settings (its config dataclass), e.g. {"num_filters": 100}
+
+    def validate(self) -> Task:
+        from students import ARCHS
+
+        checks = [
+            (self.arch in ARCHS, f"--arch must be one of {', '.join(ARCHS)}"),
+            (bool(self.materials), "--materials is required: a teacher run directory written by python -m distill.teach"),
+            (self.epochs >= 0 and self.batch_size >= 1 and self.eval_batch_size >= 1, "--epochs must be >= 0 and batch sizes >= 1"),
+            (self.lr >= 0 and self.weight_decay >= 0, "--lr and --weight-decay must be >= 0"),
+            (self.warmup_ratio == -1 or 0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+            (0 <= self.alpha <= 1, "--alpha must be in [0, 1]"),
+            (self.beta >= 0, "--beta must be >= 0"),
+            (self.temperature >= 0, "--temperature must be > 0 (or 0 for the materials' own)"),
+            (self.kd_loss in ("kl", "mse"), "--kd-loss must be kl or mse"),
+            (self.hidden_loss in ("cosine", "mse"), "--hidden-loss must be cosine or mse"),
+            (self.max_length == 0 or 4 <= self.max_length <= 512, "--max-length must be in 4..512 (or 0)"),
+            (self.seeds >= 1, "--seeds must be >= 1"),
+            (self.patience >= 0 and self.save_steps >= 0 and self.log_every >= 1, "--patience/--save-steps must be >= 0"),
+            (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise DistillInputError(msg)
+        if self.task is not None:
+            get_task(self.task)
+        self.arch_config()  # validates the arch options
+        return get_task(self.task) if self.task else None
+
+    def arch_config(self):
+        from students import ARCHS
+
+        cls = ARCHS[self.arch][0]
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(self.options) - known)
+        if unknown:
+            raise DistillInputError(f"--{unknown[0].replace('_', '-')} is not an option of --arch {self.arch} "
+                                    f"(it has {', '.join('--' + k.replace('_', '-') for k in sorted(known))})")
+        opts = dict(self.options)
+        for f in dataclasses.fields(cls):  # JSON gives lists where the dataclass wants tuples
+            if f.name in opts and isinstance(opts[f.name], list):
+                opts[f.name] = tuple(opts[f.name])
+        conf = cls(**opts)
+        try:
+            conf.validate()
+        except ValueError as exc:
+            raise DistillInputError(f"{exc} (--arch {self.arch})") from None
+        return conf
+
+    def resolved(self) -> StudentConfig:
+        """Arch defaults filled in, the device chosen, the KD switch applied."""
+        import torch
+
+        lr, warmup, epochs = ARCH_DEFAULTS[self.arch]
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise DistillInputError("--device cuda: no CUDA device is visible; use --device cpu")
+        return dataclasses.replace(
+            self, lr=self.lr or lr, warmup_ratio=warmup if self.warmup_ratio == -1 else self.warmup_ratio,
+            epochs=self.epochs or epochs, device=device,
+            alpha=self.alpha if self.kd else 0.0, beta=self.beta if self.kd else 0.0,
+            options=dataclasses.asdict(self.arch_config()),
+            output_dir=self.output_dir or f"runs/student-{self.arch}-{'kd' if self.kd else 'nokd'}")
+
+
+# Fields that must agree between a run and its --resume.
+_RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "alpha", "beta",
+                "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options")
+
+
+def command_line(cfg: StudentConfig) -> str:
+    """The ``python -m distill.student`` command that reproduces ``cfg`` (non-default flags only)."""
+    base = StudentConfig()
+    parts = ["python", "-m", "distill.student"]
+    for f in dataclasses.fields(StudentConfig):
+        v = getattr(cfg, f.name)
+        if f.name in ("options", "resume", "seeds") or v == getattr(base, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        parts += [flag] if v is True else [f"--no-{f.name.replace('_', '-')}"] if v is False else [flag, str(v)]
+    for k, v in cfg.options.items():
+        parts += ["--" + k.replace("_", "-"), *(map(str, v) if isinstance(v, (list, tuple)) else [str(v)])]
+    return shlex.join(parts)
+
+
+@dataclass
+class TeacherRun:
+    """What a student needs from a teacher run: manifest, tokenizer, weights for initialisation."""
+
+    root: Path
+    manifest: dict
+    task: Task
+    model_dir: Path
+
+
+def open_teacher_run(path: str, task: str | None) -> TeacherRun:
+    from distill.materials import materials_dir
+
+    mat = materials_dir(path)
+    if not (mat / "manifest.json").is_file():
+        raise DistillInputError(f"--materials {path} holds no teaching materials (no manifest.json); "
+                                f"run python -m distill.teach first, or point at its run directory")
+    manifest = read_json(mat / "manifest.json")
+    if task is not None and manifest["task"] != task:
+        raise DistillInputError(f"--materials {path} holds materials for task {manifest['task']!r}, not --task {task!r}; "
+                                f"pass the teacher run of the right task")
+    root = mat.parent if mat.name == "materials" else mat
+    model_dir = root / "best"
+    if not (model_dir / "config.json").is_file():
+        raise DistillInputError(f"--materials {path}: the teacher's model folder {model_dir} is missing; "
+                                f"students need its tokenizer (re-run distill.teach --dump-only)")
+    from distill.teach import weights_sha256
+
+    sha = weights_sha256(model_dir)
+    if manifest["teacher"].get("weights_sha256") != sha:
+        raise DistillInputError(f"--materials {path}: the materials were dumped by a different teacher than {model_dir} "
+                                f"(weights {str(manifest['teacher'].get('weights_sha256'))[:12]}… vs {sha[:12]}…); "
+                                f"re-dump them with python -m distill.teach --output-dir {root} --dump-only")
+    return TeacherRun(root, manifest, get_task(manifest["task"]), model_dir)
+
+
+def _split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siamese: bool):
+    from distill import materials
+    from distill.distiller import SplitData
+    from distill.inference import encode
+
+    mat = materials.load(teacher.root, split, task=teacher.task.name,
+                         teacher_sha256=teacher.manifest["teacher"]["weights_sha256"])
+    ex = mat.to_examples()
+    rows = mat.rows_for(ex.ids)  # identity here; the contract is rows by id, never by batch order
+    enc = encode(tokenizer, ex, max_length, siamese=siamese)
+    return SplitData(ex.ids, enc, None if mat.labels is None else np.asarray(mat.labels)[rows],
+                     np.asarray(mat.logits)[rows], None if mat.embeddings is None else np.asarray(mat.embeddings)[rows])
+
+
+def build_student(arch: str, options: dict, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool,
+                  teacher_width: int):
+    from students import ARCHS
+
+    conf_cls, model_cls = ARCHS[arch]
+    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return model_cls(conf_cls(**opts), vocab_size=vocab_size, num_labels=num_labels, pad_id=pad_id, is_pair=is_pair,
+                     teacher_width=teacher_width)
+
+
+def load_student(model_dir: Path):
+    """(model, tokenizer, meta) from a student's ``RUN/model`` folder (nothing outside it)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    meta = read_json(model_dir / "student.json")
+    model = build_student(meta["arch"], meta["options"], vocab_size=meta["vocab_size"], num_labels=meta["num_labels"],
+                          pad_id=meta["pad_id"], is_pair=meta["is_pair"], teacher_width=meta["teacher_width"])
+    model.load_state_dict(load_file(model_dir / "model.safetensors"))
+    return model.eval(), AutoTokenizer.from_pretrained(model_dir), meta
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def model_card(cfg: StudentConfig, meta: dict, metrics: dict, summary: dict, teacher_metrics: dict) -> str:
+    size = meta["size_bytes"]
+    lines = [f"# {cfg.arch} student for {meta['task']}", "",
+             f"Distilled from `{meta['teacher']['name']}` ({meta['teacher'].get('architecture')}, "
+             f"{meta['teacher'].get('num_parameters', 0):,} parameters, weights {meta['teacher']['weights_sha256'][:12]}…)"
+             + (" — trained on gold labels only (`--no-kd` baseline)." if not cfg.kd else "."), "",
+             "| | |", "|---|---|",
+             f"| parameters | {meta['num_parameters']:,} |",
+             f"| size on disk (model.safetensors) | {size / 1e6:.2f} MB |",
+             f"| loss | (1-α)·hard + α·soft + β·hidden, α={cfg.alpha}, β={cfg.beta}, T={cfg.temperature}, {cfg.kd_loss} |",
+             f"| best epoch | {summary.get('best_epoch')} of {summary.get('epochs_run')} |",
+             f"| training time | {summary.get('train_seconds', 0):.1f} s (epochs: {', '.join(f'{s:.1f}' for s in summary.get('epoch_seconds', []))} s) |",
+             "", "## Metrics", "", "| split | metric | student | teacher |", "|---|---|---|---|"]
+    for split, ms in metrics.items():
+        for k, v in ms.items():
+            t = teacher_metrics.get(split, {}).get(k)
+            lines.append(f"| {split} | {k} | {v:.4f} | {'' if t is None else f'{t:.4f}'} |")
+    lines += ["", "## Reproduce", "", "```", command_line(cfg), "```", "",
+              f"Arch options: `{json.dumps(cfg.options)}`", "",
+              "Predict: `python -m distill.predict RUN --input FILE` (uses only this run directory).", ""]
+    return "\n".join(lines)
+
+
+def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
+    import torch
+    from transformers import AutoTokenizer
+
+    from distill.distiller import FitOptions, evaluate, fit, save_model
+    from students.base import load_teacher_weights
+
+    task = teacher.task
+    run_dir = Path(cfg.output_dir)
+    cfg_file = run_dir / "config.json"
+    if cfg.resume:
+        if not cfg_file.is_file():
+            raise DistillInputError(f"--resume: {run_dir} holds no student run (no config.json); drop --resume to start one")
+        old = read_json(cfg_file)
+        diff = [k for k in _RESUME_KEYS if old.get(k) != json.loads(json.dumps(getattr(cfg, k)))]
+        if diff:
+            raise DistillInputError(f"--resume: {run_dir} was started with other {', '.join('--' + k.replace('_', '-') for k in diff)}; "
+                                    f"repeat the original flags or use a new --output-dir")
+        if old.get("teacher_weights_sha256") != teacher.manifest["teacher"]["weights_sha256"]:
+            raise DistillInputError(f"--resume: {run_dir} was distilled from a different teacher's materials; "
+                                    f"pass the original --materials or use a new --output-dir")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it or choose a new --output-dir")
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
+    arch_conf = cfg.arch_config()
+    from students import ARCHS
+
+    siamese = ARCHS[cfg.arch][1].pair_input == "siamese"
+    train = _split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
+    eval_split = task.eval_splits[0]
+    dev = _split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
+    if dev.labels is None:
+        raise DistillInputError(f"materials split {eval_split!r} has no gold labels; the student needs them for early stopping")
+    if train.labels is None and cfg.alpha < 1:
+        raise DistillInputError("the train materials have no gold labels; use --alpha 1 (teacher targets only)")
+
+    state, teacher_conf = load_teacher_weights(teacher.model_dir)
+    teacher_width = int(teacher_conf.get("hidden_size", 0)) or state[next(k for k in state if k.endswith("word_embeddings.weight"))].shape[1]
+    torch.manual_seed(cfg.seed)
+    model = build_student(cfg.arch, cfg.options, vocab_size=len(tokenizer), num_labels=task.num_labels,
+                          pad_id=tokenizer.pad_token_id, is_pair=task.is_pair, teacher_width=teacher_width)
+    if getattr(arch_conf, "embedding_init", getattr(arch_conf, "init", "teacher")) == "teacher":
+        model.init_from_teacher(state, teacher_conf)
+    del state
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    jlog = JsonlLog(run_dir / "log.jsonl")
+    if not cfg.resume:
+        write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
+                              "teacher_run": str(teacher.root),
+                              "teacher_weights_sha256": teacher.manifest["teacher"]["weights_sha256"],
+                              "command": command_line(cfg)})
+    jlog("start", mode="resume" if cfg.resume else "train", arch=cfg.arch, device=cfg.device,
+         torch_threads=torch.get_num_threads(), train=len(train), dev=len(dev))
+    n_params = sum(p.numel() for p in model.parameters())
+    meta = {"arch": cfg.arch, "options": cfg.options, "task": task.name, "label_names": list(task.label_names),
+            "num_labels": task.num_labels, "is_pair": task.is_pair, "pair_input": ARCHS[cfg.arch][1].pair_input,
+            "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id, "teacher_width": teacher_width,
+            "max_length": cfg.max_length, "num_parameters": n_params,
+            "teacher": teacher.manifest["teacher"]}
+
+    def save_best(m, dev_metrics):
+        save_model(m, run_dir / "model", {**meta, "dev_metrics": dev_metrics}, extra_files=tokenizer.save_pretrained)
+
+    opts = FitOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitOptions)})
+    progress = None
+    if show_progress:
+        from distill.progress import bar as progress
+    summary = fit(task, model, train, dev, opts, run_dir, pad_id=tokenizer.pad_token_id, save_best=save_best, jlog=jlog,
+                  resume=cfg.resume, progress=progress, on_epoch=trial_hook)
+    write_json(run_dir / "train_summary.json", summary)
+
+    # final scores from the kept best model, on every labelled split of the materials
+    best, _, _ = load_student(run_dir / "model")
+    metrics = {}
+    for split, info in teacher.manifest["splits"].items():
+        if not info.get("labelled") or split == "train":
+            continue
+        data = dev if split == eval_split else _split_data(teacher, split, tokenizer, cfg.max_length, siamese)
+        metrics[split], _ = evaluate(task, best, data, pad_id=tokenizer.pad_token_id, opts=opts)
+    size = _file_size(run_dir / "model" / "model.safetensors")
+    meta.update(size_bytes=size)
+    metrics_doc = {**metrics, "params": n_params, "size_bytes": size, "train_seconds": summary["train_seconds"],
+                   "epoch_seconds": summary["epoch_seconds"], "best_epoch": summary["best_epoch"]}
+    write_json(run_dir / "metrics.json", metrics_doc)
+    teacher_metrics = read_json(teacher.root / "metrics.json") if (teacher.root / "metrics.json").is_file() else {}
+    write_text(run_dir / "README.md", model_card(cfg, meta, metrics, summary, teacher_metrics))
+    jlog("done", metrics=metrics)
+    return {"run_dir": str(run_dir), "metrics": metrics_doc, "summary": summary}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> dict:
+    """Train one student (or ``cfg.seeds`` of them) and score it; returns {"run_dir", "metrics", ...}.
+
+    With several seeds, RUN/seed-<s>/ are full runs and RUN/metrics.json holds, for each split and
+    metric, the mean (same key), ``<metric>_std`` and the per-seed values under "seeds".
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    cfg.validate()
+    teacher = open_teacher_run(cfg.materials, cfg.task)
+    base = cfg.resolved()
+    base = dataclasses.replace(base, max_length=base.max_length or int(teacher.manifest["max_length"]),
+                               temperature=base.temperature or float(teacher.manifest["temperature"]))
+    if base.seeds == 1:
+        return _run_one(base, teacher, show_progress, trial_hook)
+    root = Path(base.output_dir)
+    if not base.resume and root.exists() and any(root.iterdir()):
+        raise DistillInputError(f"--output-dir {root} already holds a run; pass --resume to continue it or choose a new --output-dir")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "config.json", {"kind": "student-seeds", **dataclasses.asdict(base), "task": teacher.task.name,
+                                      "command": command_line(base) + f" --seeds {base.seeds}"})
+    per_seed = {}
+    t0 = time.perf_counter()
+    for s in range(base.seed, base.seed + base.seeds):
+        sub = dataclasses.replace(base, seed=s, seeds=1, output_dir=str(root / f"seed-{s}"))
+        if base.resume and (Path(sub.output_dir) / "metrics.json").is_file():
+            per_seed[s] = read_json(Path(sub.output_dir) / "metrics.json")
+            continue
+        sub = dataclasses.replace(sub, resume=base.resume and (Path(sub.output_dir) / "config.json").is_file())
+        per_seed[s] = _run_one(sub, teacher, show_progress)["metrics"]
+    summary: dict = {}
+    for split, ms in per_seed[base.seed].items():
+        if not isinstance(ms, dict):
+            continue
+        summary[split] = {}
+        for k in ms:
+            mean, std = _mean_std([per_seed[s][split][k] for s in per_seed])
+            summary[split][k], summary[split][f"{k}_std"] = mean, std
+    summary["seeds"] = {str(s): {k: v for k, v in m.items() if isinstance(v, dict)} for s, m in per_seed.items()}
+    summary["params"] = per_seed[base.seed]["params"]
+    summary["size_bytes"] = per_seed[base.seed]["size_bytes"]
+    summary["mean_epoch_seconds"] = statistics.fmean(x for m in per_seed.values() for x in m["epoch_seconds"])
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(root / "metrics.json", summary)
+    return {"run_dir": str(root), "metrics": summary}
+
+
+def _arch_flags(argv: list[str]) -> str:
+    for i, a in enumerate(argv):
+        if a == "--arch" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--arch="):
+            return a.split("=", 1)[1]
+    return StudentConfig.arch
+
+
+def build_parser(arch: str) -> argparse.ArgumentParser:
+    from students import ARCHS
+
+    p = argparse.ArgumentParser(prog="python -m distill.student", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="a JSON file of these settings (flags given on the command line win); "
+                                    "arch options may sit at the top level or under \"options\"")
+    add_dataclass_args(p, StudentConfig, skip=("options",))
+    if arch in ARCHS:
+        g = p.add_argument_group(f"--arch {arch} options")
+        add_dataclass_args(g, ARCHS[arch][0])
+    return p
+
+
+def config_from_args(argv: list[str]) -> StudentConfig:
+    from students import ARCHS
+
+    all_names = {f.name for f in dataclasses.fields(StudentConfig)} | {"config"}
+    for conf_cls, _ in ARCHS.values():
+        all_names |= {f.name for f in dataclasses.fields(conf_cls)}
+    given = given_fields(argv, all_names)
+    file_values: dict = {}
+    if "config" in given:
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config")
+        path = Path(pre.parse_known_args(argv)[0].config)
+        if not path.is_file():
+            raise DistillInputError(f"--config {path} does not exist; pass a JSON file such as a tuning run's best.json")
+        try:
+            file_values = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DistillInputError(f"--config {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    arch = _arch_flags(argv) if "arch" in given else file_values.get("arch", StudentConfig.arch)
+    args = build_parser(arch).parse_args(argv)
+    top = {f.name for f in dataclasses.fields(StudentConfig)} - {"options"}
+    arch_fields = {f.name for f in dataclasses.fields(ARCHS[arch][0])} if arch in ARCHS else set()
+    values = {k: v for k, v in file_values.items() if k in top}
+    options = dict(file_values.get("options", {}))
+    options.update({k: v for k, v in file_values.items() if k in arch_fields})
+    unknown = sorted(set(file_values) - top - arch_fields - {"options"})
+    if unknown:
+        raise DistillInputError(f"--config: unknown setting {unknown[0]!r}; see python -m distill.student --arch {arch} --help")
+    for k in top:
+        if k in given or k not in values:
+            values[k] = getattr(args, k)
+    for k in arch_fields:
+        if k in given:
+            options[k] = getattr(args, k)
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return StudentConfig(**values, options=options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def body():
+        cfg = config_from_args(argv)
+        result = run(cfg, show_progress=True)
+        from distill.progress import console
+
+        console.print_json(data={"run_dir": result["run_dir"], "metrics": result["metrics"]})
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""What every student shares: the forward signature, word embeddings from the teacher, pair features."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.modeling import ModelOutput
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_MODES = ("sparse", "dense", "frozen")
+
+
+class Student(nn.Module):
+    """Base class. Subclasses set ``pair_input`` ("siamese": each sentence encoded alone, or
+    "packed": BERT-style [CLS] a [SEP] b [SEP]) and ``pooled_dim`` (width of the vector the head reads)."""
+
+    arch: str = ""
+    pair_input: str = "siamese"
+    pooled_dim: int = 0
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None,
+                attention_mask_b=None) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict) -> None:
+        """Copy what fits from the teacher's weights (default: the word embeddings)."""
+        self.embedding.weight.data.copy_(project_embeddings(word_embeddings(teacher_state), self.embedding.embedding_dim))
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose gradients are sparse (a sparse embedding), stepped by SparseAdam."""
+        emb = getattr(self, "embedding", None)
+        return [emb.weight] if isinstance(emb, nn.Embedding) and emb.sparse and emb.weight.requires_grad else []
+
+
+def make_embedding(vocab_size: int, dim: int, pad_id: int, mode: str) -> nn.Embedding:
+    """A word-embedding table. "sparse": sparse gradients (only the rows in a batch are touched —
+    a dense AdamW step over 30,522 rows dominates a CNN step on CPU); "frozen": not trained."""
+    emb = nn.Embedding(vocab_size, dim, padding_idx=pad_id, sparse=mode == "sparse")
+    nn.init.normal_(emb.weight, std=0.1)
+    with torch.no_grad():
+        emb.weight[pad_id].zero_()
+    emb.weight.requires_grad_(mode != "frozen")
+    return emb
+
+
+def word_embeddings(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The teacher's word-embedding matrix [V, H] from its state dict."""
+    keys = [k for k in state if k.endswith("word_embeddings.weight")]
+    if not keys:
+        raise KeyError("the teacher's weights have no *word_embeddings.weight")
+    return state[keys[0]].float()
+
+
+def project_embeddings(emb: torch.Tensor, dim: int) -> torch.Tensor:
+    """[V, H] -> [V, dim]: as is when dim == H, else onto the top-``dim`` principal axes (PCA via
+    SVD, padded with small noise when dim > H), rescaled to the original mean row norm."""
+    v, h = emb.shape
+    if dim == h:
+        return emb.clone()
+    mean = emb.mean(0, keepdim=True)
+    _, _, vt = torch.linalg.svd(emb - mean, full_matrices=False)  # vt [H, H]
+    k = min(dim, h)
+    out = (emb - mean) @ vt[:k].T  # [V, k]
+    if dim > h:
+        out = torch.cat([out, torch.randn(v, dim - h) * out.std() * 0.1], dim=1)
+    return out * (emb.norm(dim=1).mean() / out.norm(dim=1).mean().clamp(min=1e-8))
+
+
+def load_teacher_weights(teacher_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, config dict) of a saved transformers teacher folder (safetensors only)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    teacher_dir = Path(teacher_dir)
+    state: dict[str, torch.Tensor] = {}
+    for f in sorted(teacher_dir.glob("*.safetensors")):
+        state.update(load_file(f))
+    if not state:
+        raise FileNotFoundError(f"{teacher_dir} has no *.safetensors weights")
+    return state, json.loads((teacher_dir / "config.json").read_text())
+
+
+def pair_features(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Siamese pair feature [u, v, |u-v|, u*v] (Conneau et al. 2017; Tang et al. 2019). [B, D] x2 -> [B, 4D]."""
+    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over time of x [B, L, D] where mask [B, L] is 1 -> [B, D] (padding never wins)."""
+    return x.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(x.dtype).min).amax(dim=1)

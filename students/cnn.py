@@ -1,0 +1,68 @@
+"""Kim (2014), "Convolutional Neural Networks for Sentence Classification": TextCNN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distill.cli import field_docs
+from distill.modeling import ModelOutput
+from students.base import EMBEDDING_MODES, Student, make_embedding, masked_max, pair_features
+
+
+@field_docs
+@dataclass
+class CNNConfig:
+    embed_dim: int = 0  # word-vector width; 0 = the teacher's (384 for MiniLM: no projection). Kim: 300
+    filter_sizes: tuple[int, ...] = (3, 4, 5)  # n-gram widths of the filters (Kim 2014)
+    num_filters: int = 100  # feature maps per width (Kim 2014)
+    dropout: float = 0.5  # on the pooled features (Kim 2014)
+    embedding: str = "sparse"  # sparse | dense | frozen: how the word table trains
+    embedding_init: str = "teacher"  # teacher (its word embeddings, PCA-projected if widths differ) | random
+
+    def validate(self) -> None:
+        if not self.filter_sizes or min(self.filter_sizes) < 1:
+            raise ValueError("--filter-sizes must be positive widths, e.g. 3,4,5")
+        if self.num_filters < 1 or not 0 <= self.dropout < 1 or self.embed_dim < 0:
+            raise ValueError("--num-filters must be >= 1, --dropout in [0, 1), --embed-dim >= 0")
+        if self.embedding not in EMBEDDING_MODES:
+            raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
+
+
+class TextCNN(Student):
+    arch = "cnn"
+    pair_input = "siamese"
+
+    def __init__(self, cfg: CNNConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool, teacher_width: int):
+        super().__init__()
+        self.cfg, self.is_pair = cfg, is_pair
+        dim = cfg.embed_dim or teacher_width
+        self.embedding = make_embedding(vocab_size, dim, pad_id, cfg.embedding)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, cfg.num_filters, k) for k in cfg.filter_sizes)
+        self.dropout = nn.Dropout(cfg.dropout)
+        feat = cfg.num_filters * len(cfg.filter_sizes)
+        self.pooled_dim = 4 * feat if is_pair else feat
+        self.classifier = nn.Linear(self.pooled_dim, num_labels)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, L] token ids -> [B, filters * widths] max-over-time features."""
+        x = self.embedding(ids).transpose(1, 2)  # [B, D, L]
+        k_max = max(self.cfg.filter_sizes)
+        if x.shape[2] < k_max:  # a sentence shorter than the widest filter
+            x = F.pad(x, (0, k_max - x.shape[2]))
+        lengths = mask.sum(1, keepdim=True)  # [B, 1]
+        feats = []
+        for conv, k in zip(self.convs, self.cfg.filter_sizes):
+            h = F.relu(conv(x)).transpose(1, 2)  # [B, L-k+1, F]
+            # windows that start inside the sentence (at least one per sentence): padding-invariant
+            pos = torch.arange(h.shape[1], device=ids.device)[None, :]
+            feats.append(masked_max(h, pos < (lengths - k + 1).clamp(min=1)))
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
+        u = self.encode(input_ids, attention_mask)
+        pooled = pair_features(u, self.encode(input_ids_b, attention_mask_b)) if self.is_pair else u
+        return ModelOutput(logits=self.classifier(self.dropout(pooled)), pooled=pooled)

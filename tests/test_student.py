@@ -1,0 +1,242 @@
+"""Students end to end on tiny teachers: every arch, single sentences and pairs, KD and --no-kd,
+seeds, exact resume, prediction from the run directory alone, and the refusals."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import teach_cfg
+from distill import materials
+from distill.errors import DistillInputError
+from distill.predict import PredictConfig
+from distill.predict import run as predict
+from distill.student import StudentConfig, command_line, config_from_args, main, run
+
+
+def student_cfg(mat, out, **kw):
+    base = dict(materials=str(mat), output_dir=str(out), epochs=3, batch_size=16, save_steps=0, log_every=5, device="cpu")
+    base.update(kw)
+    return StudentConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def mrpc_run(tmp_path_factory, tiny_bert, glue_dir):
+    from distill.teach import run as teach
+
+    out = tmp_path_factory.mktemp("runs") / "mrpc"
+    return teach(teach_cfg(task="mrpc", teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))
+
+
+@pytest.fixture(scope="module")
+def cnn_run(sst2_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("students") / "cnn"
+    return run(student_cfg(sst2_run["run_dir"], out, epochs=4, lr=5e-3))
+
+
+def test_cnn_run_directory(cnn_run, sst2_run):
+    run_dir = Path(cnn_run["run_dir"])
+    for f in ("config.json", "metrics.json", "log.jsonl", "README.md", "train_summary.json",
+              "model/model.safetensors", "model/student.json", "model/tokenizer.json", "checkpoint/state.json"):
+        assert (run_dir / f).is_file(), f
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert set(m["dev"]) == {"accuracy", "teacher_agreement"}
+    assert m["dev"]["accuracy"] >= 0.9, m  # the toy sentiment data is easy
+    # the teacher is right on the toy dev set too, so agreeing with it means being right
+    assert m["dev"]["teacher_agreement"] >= 0.85
+    assert m["params"] == sum(v.numel() for v in __import__("safetensors.torch").torch.load_file(
+        run_dir / "model/model.safetensors").values())
+    card = (run_dir / "README.md").read_text()
+    assert "python -m distill.student" in card and f"{m['params']:,}" in card and "| dev | accuracy |" in card
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["kind"] == "student" and cfg["task"] == "sst2" and cfg["max_length"] == 32 and cfg["temperature"] == 2.0
+
+
+def test_predict_on_student_run_matches_eval(cnn_run, sst2_run, tmp_path):
+    run_dir = Path(cnn_run["run_dir"])
+    dev = materials.load(sst2_run["run_dir"], "dev")
+    texts = tmp_path / "dev.txt"
+    texts.write_text("\n".join(dev.text_a) + "\n")
+    out = predict(PredictConfig(str(run_dir), str(texts), str(tmp_path / "pred.tsv")))
+    acc = float((out["logits"].argmax(-1) == dev.labels).mean())
+    assert acc == pytest.approx(cnn_run["metrics"]["dev"]["accuracy"])
+    agree = float((out["logits"].argmax(-1) == dev.logits.argmax(-1)).mean())
+    assert agree == pytest.approx(cnn_run["metrics"]["dev"]["teacher_agreement"])
+
+
+@pytest.mark.parametrize("arch", ["cnn", "bilstm", "transformer"])
+def test_every_arch_on_pairs(arch, mrpc_run, tmp_path):
+    res = run(student_cfg(mrpc_run["run_dir"], tmp_path / arch, arch=arch, epochs=2,
+                          lr=5e-3 if arch != "transformer" else 1e-3))
+    dev = res["metrics"]["dev"]
+    assert set(dev) == {"f1", "accuracy", "teacher_agreement"}
+    assert 0.0 <= dev["accuracy"] <= 1.0
+    # predict reads pairs from a two-column TSV and reproduces the evaluation
+    mat = materials.load(mrpc_run["run_dir"], "dev")
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("sentence1\tsentence2\n" + "".join(f"{a}\t{b}\n" for a, b in zip(mat.text_a, mat.text_b)))
+    out = predict(PredictConfig(res["run_dir"], str(tsv)))
+    assert float((out["logits"].argmax(-1) == mat.labels).mean()) == pytest.approx(dev["accuracy"])
+
+
+def test_cnn_is_padding_invariant_and_transformer_copies_teacher_layers(tiny_bert):
+    from students import CNNConfig, TextCNN, TransformerConfig, TransformerStudent
+    from students.base import load_teacher_weights
+
+    torch.manual_seed(0)
+    cnn = TextCNN(CNNConfig(embed_dim=8, num_filters=4), vocab_size=50, num_labels=2, pad_id=0, is_pair=False,
+                  teacher_width=32).eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10, 11]])
+    mask = (ids != 0).long()
+    full = cnn(ids, mask).logits
+    alone = cnn(ids[:1, :3], mask[:1, :3]).logits
+    torch.testing.assert_close(full[:1], alone)
+    state, conf = load_teacher_weights(tiny_bert)
+    st = TransformerStudent(TransformerConfig(layers=1), vocab_size=conf["vocab_size"], num_labels=2, pad_id=0,
+                            is_pair=False, teacher_width=32)
+    st.init_from_teacher(state, conf)
+    torch.testing.assert_close(st.bert.encoder.layer[0].attention.self.query.weight,
+                               state["bert.encoder.layer.0.attention.self.query.weight"])
+    torch.testing.assert_close(st.embedding.weight, state["bert.embeddings.word_embeddings.weight"])
+
+
+def test_no_kd_ignores_the_teacher(sst2_run, tmp_path):
+    """--no-kd never reads the teacher's outputs: with the teacher's logits scrambled it trains the
+    same model, while KD (alpha = 1) learns something else."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    scrambled = tmp_path / "teacher"
+    shutil.copytree(sst2_run["run_dir"], scrambled)
+    f = scrambled / "materials/train/logits.npy"
+    np.save(f, -np.load(f))  # the teacher now says the opposite
+    a = run(student_cfg(sst2_run["run_dir"], tmp_path / "a", kd=False, epochs=2))
+    b = run(student_cfg(scrambled, tmp_path / "b", kd=False, epochs=2))
+    cfg = json.loads((Path(a["run_dir"]) / "config.json").read_text())
+    assert cfg["alpha"] == 0 and cfg["beta"] == 0
+    wa, wb = load_file(tmp_path / "a/model/model.safetensors"), load_file(tmp_path / "b/model/model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    kd = run(student_cfg(scrambled, tmp_path / "kd", alpha=1.0, epochs=2))
+    assert kd["metrics"]["dev"]["accuracy"] < 0.5 < a["metrics"]["dev"]["accuracy"]  # it learnt the inverted teacher
+    nokd_log = [json.loads(x) for x in (Path(a["run_dir"]) / "log.jsonl").read_text().splitlines()]
+    assert all(e["soft"] == 0 for e in nokd_log if e["event"] == "train")
+
+
+def test_hidden_loss_and_seeds(sst2_run, tmp_path):
+    res = run(student_cfg(sst2_run["run_dir"], tmp_path / "s", seeds=2, beta=1.0, epochs=2))
+    m = res["metrics"]
+    vals = [m["seeds"][s]["dev"]["accuracy"] for s in ("42", "43")]
+    assert m["dev"]["accuracy"] == pytest.approx(np.mean(vals))
+    assert m["dev"]["accuracy_std"] == pytest.approx(np.std(vals, ddof=1))
+    log = [json.loads(x) for x in (tmp_path / "s" / "seed-43" / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("hidden", 0) > 0 for e in log if e["event"] == "train")
+    # predict on the multi-seed folder uses the best seed
+    assert predict(PredictConfig(res["run_dir"], str(_texts(tmp_path))))["n"] == 2
+
+
+def _texts(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("a wonderful film\nawful script\n")
+    return f
+
+
+class _Killer:
+    """A progress bar that raises after ``n`` training steps, like a crash mid-epoch."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, desc, total):
+        import contextlib
+
+        killer = self
+
+        class B:
+            def advance(self, k=1, note=None):
+                if desc.startswith("epoch"):
+                    killer.n -= k
+                    if killer.n < 0:
+                        raise KeyboardInterrupt
+
+        return contextlib.nullcontext(B())
+
+
+def test_resume_replays_exactly(sst2_run, tmp_path, monkeypatch):
+    """Interrupted mid-epoch 2 and resumed from the step checkpoint: same weights as one go."""
+    from safetensors.torch import load_file
+
+    from distill import student as student_mod
+
+    ref = run(student_cfg(sst2_run["run_dir"], tmp_path / "ref", save_steps=4, epochs=3, patience=0))
+    real = student_mod._run_one
+
+    def crashing(cfg, teacher, show_progress, trial_hook=None):
+        import distill.distiller as d
+
+        orig = d.fit
+
+        def fit(*a, **kw):
+            kw["progress"] = _Killer(10 + 6)  # 10 steps/epoch: dies at step 17, after the step-16 checkpoint
+            return orig(*a, **kw)
+
+        monkeypatch.setattr(d, "fit", fit)
+        try:
+            return real(cfg, teacher, show_progress, trial_hook)
+        finally:
+            monkeypatch.setattr(d, "fit", orig)
+
+    monkeypatch.setattr(student_mod, "_run_one", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(student_cfg(sst2_run["run_dir"], tmp_path / "cut", save_steps=4, epochs=3, patience=0))
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["batch"] == 6
+    monkeypatch.setattr(student_mod, "_run_one", real)
+    res = run(student_cfg(sst2_run["run_dir"], tmp_path / "cut", save_steps=4, epochs=3, patience=0, resume=True))
+    a, b = load_file(tmp_path / "ref/model/model.safetensors"), load_file(tmp_path / "cut/model/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    assert res["metrics"]["dev"] == ref["metrics"]["dev"]
+
+
+def test_refusals(sst2_run, mrpc_run, tmp_path, capsys):
+    mat = sst2_run["run_dir"]
+    # materials of another task than asked for
+    assert main(["--materials", mat, "--task", "mrpc", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "holds materials for task 'sst2', not --task 'mrpc'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    # resuming a run with another teacher's materials
+    run(student_cfg(mat, tmp_path / "r", epochs=1))
+    with pytest.raises(DistillInputError, match="different teacher's materials|other"):
+        run(student_cfg(mrpc_run["run_dir"], tmp_path / "r", epochs=1, resume=True))
+    # materials that were dumped by another teacher than the run's model folder
+    bad = tmp_path / "tampered"
+    import shutil
+
+    shutil.copytree(mat, bad)
+    man = json.loads((bad / "materials/manifest.json").read_text())
+    man["teacher"]["weights_sha256"] = "0" * 64
+    (bad / "materials/manifest.json").write_text(json.dumps(man))
+    assert main(["--materials", str(bad), "--output-dir", str(tmp_path / "y")]) == 2
+    assert "dumped by a different teacher" in capsys.readouterr().err
+    # unknown arch option, bad flag values, missing config file
+    assert main(["--materials", mat, "--arch", "cnn", "--hidden", "3"]) == 2
+    assert main(["--materials", mat, "--alpha", "1.5"]) == 2
+    assert "--alpha must be in [0, 1]" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "nope.json")]) == 2
+
+
+def test_config_file_and_command_line_round_trip(sst2_run, tmp_path):
+    cfg = config_from_args(["--materials", sst2_run["run_dir"], "--arch", "cnn", "--num-filters", "7",
+                            "--filter-sizes", "2", "3", "--alpha", "0.9", "--no-kd"])
+    assert cfg.options == {"num_filters": 7, "filter_sizes": (2, 3)} and cfg.alpha == 0.9 and not cfg.kd
+    f = tmp_path / "best.json"
+    f.write_text(json.dumps({"arch": "bilstm", "materials": sst2_run["run_dir"], "lr": 0.002, "hidden": 16,
+                             "options": {"mlp_hidden": 8}}))
+    cfg2 = config_from_args(["--config", str(f), "--lr", "0.003"])
+    assert cfg2.arch == "bilstm" and cfg2.lr == 0.003 and cfg2.options == {"hidden": 16, "mlp_hidden": 8}
+    line = command_line(cfg2.resolved())
+    again = config_from_args(__import__("shlex").split(line)[3:])
+    assert again.resolved() == cfg2.resolved()
