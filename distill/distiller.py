@@ -238,6 +238,7 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
         batches = grouped_batches(lengths, opts.batch_size, opts.seed, epoch)
         model.train()
         t0 = time.perf_counter()
+        epoch_secs = 0.0  # training time of this epoch, checkpoint writes excluded
         run_loss = run_n = 0.0
         with bar(f"epoch {epoch + 1}/{opts.epochs}", len(batches)) as b:
             if b is not None and state["batch"]:
@@ -276,11 +277,14 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                 if b is not None:
                     b.advance(1)
                 if opts.save_steps and state["global_step"] % opts.save_steps == 0 and state["batch"] < len(batches):
-                    state["train_seconds"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
+                    dt = time.perf_counter() - t0
+                    epoch_secs += dt
+                    state["train_seconds"] += dt
                     _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
-        secs = time.perf_counter() - t0
-        state["train_seconds"] += secs
+                    t0 = time.perf_counter()
+        dt = time.perf_counter() - t0
+        state["train_seconds"] += dt
+        secs = epoch_secs + dt
         state["epoch_seconds"].append(round(secs, 3))  # the last part of the epoch if it was resumed
         with bar(f"evaluate {len(dev)}", len(dev)) as b:
             dev_metrics, _ = evaluate(task, model, dev, pad_id=pad_id, opts=opts, on_progress=b.advance if b else None)

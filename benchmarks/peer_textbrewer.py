@@ -1,0 +1,207 @@
+"""Peer comparison: the same TextCNN, on the same SST-2 materials, distilled by TextBrewer's
+``BasicDistiller`` and by distill's own loop, in one run.
+
+    python -m benchmarks.peer_textbrewer runs/sst2-mean --epochs 2 --output runs/peer.json
+
+Everything that decides the numbers is shared: the module and its initial weights (teacher word
+embeddings), the batches in the same order (distill's length-grouped sampler), the optimisers
+(AdamW for dense weights + SparseAdam for the sparse embedding, linear decay), gradient clipping of
+the dense weights, the temperature and the loss — TextBrewer's ``kd_loss_type="ce"`` (cross entropy
+to the teacher's softmax at T) weighted by α·T² has the same gradient as distill's KL·T² weighted by
+α, and TextBrewer's hard-label weight is 1-α. The teacher's logits come from the materials
+(TextBrewer's ``teacher_cache`` batch field), so neither side runs the teacher. Reported: seconds per
+epoch (training only) and dev accuracy of each. Needs ``pip install .[peers]`` (textbrewer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill.distiller import FitOptions, SplitData, _optimizers, _schedule, evaluate, fit, grouped_batches
+from distill.inference import pad_batch
+from distill.rundir import JsonlLog, write_json
+from distill.student import StudentConfig, _split_data, build_student, open_teacher_run
+from students.base import load_teacher_weights
+
+
+class _ClippedOptimizer:
+    """AdamW + SparseAdam behind one ``step()`` that clips the dense gradients first, exactly as
+    distill's loop does; TextBrewer drives a single optimizer object and clips every parameter
+    (sparse gradients included), so its own clipping is switched off and this one used."""
+
+    def __init__(self, optimizers, dense_params, max_norm):
+        self.optimizers, self.dense, self.max_norm = optimizers, dense_params, max_norm
+        self.param_groups = [g for o in optimizers for g in o.param_groups]
+
+    def step(self):
+        if self.max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.dense, self.max_norm)
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+
+class _EpochBatches:
+    """distill's batches for successive epochs: TextBrewer iterates the loader once per epoch."""
+
+    def __init__(self, data: SplitData, opts: FitOptions, pad_id: int):
+        self.data, self.opts, self.pad_id, self.epoch = data, opts, pad_id, 0
+        self.t_logits = torch.from_numpy(np.ascontiguousarray(data.teacher_logits, dtype=np.float32))
+        self.labels = torch.from_numpy(np.asarray(data.labels))
+
+    def __len__(self):
+        return int(np.ceil(len(self.data) / self.opts.batch_size))
+
+    def __iter__(self):
+        batches = grouped_batches(self.data.enc.lengths, self.opts.batch_size, self.opts.seed, self.epoch)
+        self.epoch += 1
+        for idx in batches:
+            student = {**pad_batch(self.data.enc, idx, self.pad_id), "labels": self.labels[idx]}
+            yield {"student": student, "teacher": {}, "teacher_cache": {"logits": self.t_logits[idx]}}
+
+
+class _WithLoss(torch.nn.Module):
+    """The student as TextBrewer expects it: a dict with logits and the hard-label loss."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
+        logits = self.model(input_ids, attention_mask).logits
+        return {"logits": logits, "loss": torch.nn.functional.cross_entropy(logits, labels)}
+
+
+def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str | None) -> dict:
+    import textbrewer
+    from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig
+    from transformers import AutoTokenizer
+
+    base = StudentConfig(arch="cnn", materials=teacher_run, epochs=epochs, batch_size=batch_size, seed=seed,
+                         patience=0, save_steps=0, device="cpu")
+    base.validate()
+    teacher = open_teacher_run(teacher_run, "sst2")
+    cfg = base.resolved()
+    cfg = dataclasses.replace(cfg, max_length=int(teacher.manifest["max_length"]),
+                              temperature=float(teacher.manifest["temperature"]))
+    tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
+    train = _split_data(teacher, "train", tokenizer, cfg.max_length, siamese=True)
+    dev = _split_data(teacher, "dev", tokenizer, cfg.max_length, siamese=True)
+    state, tconf = load_teacher_weights(teacher.model_dir)
+    pad = tokenizer.pad_token_id
+    opts = FitOptions(**{f: getattr(cfg, f) for f in FitOptions.__dataclass_fields__})
+
+    def fresh_model():
+        torch.manual_seed(seed)
+        m = build_student("cnn", cfg.options, vocab_size=len(tokenizer), num_labels=2, pad_id=pad, is_pair=False,
+                          teacher_width=tconf["hidden_size"])
+        m.init_from_teacher(state, tconf)
+        return m
+
+    results = {}
+    # distill
+    with tempfile.TemporaryDirectory() as tmp:
+        model = fresh_model()
+        t0 = time.perf_counter()
+        summary = fit(teacher.task, model, train, dev, opts, Path(tmp), pad_id=pad, save_best=lambda m, d: None,
+                      jlog=JsonlLog(Path(tmp) / "log.jsonl"))
+        wall = time.perf_counter() - t0
+        final, _ = evaluate(teacher.task, model, dev, pad_id=pad, opts=opts)
+        results["distill"] = {"epoch_seconds": summary["epoch_seconds"], "dev_accuracy_per_epoch":
+                              [h["accuracy"] for h in summary["history"]], "dev_accuracy": final["accuracy"],
+                              "wall_seconds": wall}
+    # TextBrewer
+    model = fresh_model()
+    optimizers, dense = _optimizers(model, None, opts)
+    opt = _ClippedOptimizer(optimizers, dense, opts.max_grad_norm)
+    loader = _EpochBatches(train, opts, pad)
+    factor = _schedule(len(loader) * epochs, opts.warmup_ratio)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+
+    class _Sched:
+        def step(self):
+            for s in scheds:
+                s.step()
+
+    epoch_times, accs = [], []
+    marks = {"t": 0.0}
+
+    def callback(model, step):  # after each epoch: stop the clock, evaluate, restart it
+        epoch_times.append(time.perf_counter() - marks["t"])
+        m, _ = evaluate(teacher.task, model.model, dev, pad_id=pad, opts=opts)
+        accs.append(m["accuracy"])
+        marks["t"] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        distiller = BasicDistiller(
+            TrainingConfig(device="cpu", output_dir=tmp, log_dir=None, ckpt_frequency=1),
+            DistillationConfig(temperature=cfg.temperature, kd_loss_type="ce",
+                               kd_loss_weight=cfg.alpha * cfg.temperature ** 2, hard_label_weight=1 - cfg.alpha),
+            model_T=torch.nn.Identity(), model_S=_WithLoss(model),
+            adaptor_T=lambda batch, out: {"logits": out["logits"]},
+            adaptor_S=lambda batch, out: {"logits": out["logits"], "losses": [out["loss"]]})
+        torch.manual_seed(seed)
+        marks["t"] = t0 = time.perf_counter()
+        distiller.train(opt, loader, num_epochs=epochs, scheduler=_Sched(), max_grad_norm=-1, callback=callback)
+        wall = time.perf_counter() - t0
+    results["textbrewer"] = {"epoch_seconds": [round(t, 3) for t in epoch_times], "dev_accuracy_per_epoch": accs,
+                             "dev_accuracy": accs[-1], "wall_seconds": wall,
+                             "version": textbrewer.__version__}
+    for r in results.values():
+        # per epoch, everything included: training, the per-epoch dev evaluation and checkpoint write
+        # (both frameworks save the student each epoch), so the two are timed the same way
+        r["mean_epoch_seconds"] = r["wall_seconds"] / epochs
+    out = {"teacher_run": teacher_run, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+           "temperature": cfg.temperature, "alpha": cfg.alpha, "options": cfg.options,
+           "machine": {"cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+                       "platform": platform.platform(), "torch": torch.__version__},
+           "results": results,
+           "speedup": results["textbrewer"]["mean_epoch_seconds"] / results["distill"]["mean_epoch_seconds"],
+           "accuracy_gain": results["distill"]["dev_accuracy"] - results["textbrewer"]["dev_accuracy"]}
+    if output:
+        write_json(output, out)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.peer_textbrewer", description=__doc__.split("\n\n")[0])
+    p.add_argument("teacher_run", help="a finished distill.teach SST-2 run with materials")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--output", help="write the results JSON here")
+    a = p.parse_args(argv)
+    try:
+        import textbrewer  # noqa: F401
+    except ImportError:
+        print("error: the peer benchmark needs TextBrewer; pip install '.[peers]'", file=sys.stderr)
+        return 2
+    res = run(a.teacher_run, a.epochs, a.batch_size, a.seed, a.output)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"TextCNN on SST-2, {a.epochs} epochs, batch {a.batch_size}, T={res['temperature']}, alpha={res['alpha']}")
+    for c in ("framework", "s / epoch", "dev accuracy"):
+        t.add_column(c)
+    for name, r in res["results"].items():
+        t.add_row(name, f"{r['mean_epoch_seconds']:.1f}", f"{r['dev_accuracy']:.4f}")
+    Console().print(t)
+    Console().print(f"distill is {res['speedup']:.2f}x TextBrewer's speed, accuracy {100 * res['accuracy_gain']:+.2f} pt")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
