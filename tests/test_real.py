@@ -22,7 +22,7 @@ def minilm_run(tmp_path_factory):
 def test_minilm_learns_sst2_slice(minilm_run):
     res = minilm_run
     acc = res["metrics"]["dev"]["accuracy"]
-    # 32 steps on 1,024 sentences already lift the pretrained MiniLM far above chance (measured: 0.83)
+    # 32 steps on 1,024 sentences already lift the pretrained MiniLM far above chance (measured: 0.7924)
     assert acc >= 0.75, res["metrics"]
     dev = materials.load(res["run_dir"], "dev", task="sst2")
     assert dev.logits.shape == (872, 2) and dev.embeddings.shape == (872, 384)
@@ -39,5 +39,5 @@ def test_cnn_student_from_real_minilm(minilm_run, tmp_path):
     res = student(StudentConfig(arch="cnn", materials=minilm_run["run_dir"], output_dir=str(tmp_path / "cnn"),
                                 epochs=4, device="cpu", save_steps=0))
     dev = res["metrics"]["dev"]
-    # 1,024 sentences are few for a model trained from word vectors (measured: acc 0.7xx, agreement 0.7xx)
+    # 1,024 sentences are few for a model trained from word vectors (measured: acc 0.7466, agreement 0.8028)
     assert dev["accuracy"] >= 0.65 and dev["teacher_agreement"] >= 0.65, dev
