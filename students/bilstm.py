@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from distill.cli import field_docs
 from distill.modeling import ModelOutput
@@ -30,6 +29,14 @@ class BiLSTMConfig:
             raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
 
 
+def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] 0/1 mask of right-padded rows -> [B, L] gather index that reverses each row's real
+    tokens (position t < n -> n-1-t) and leaves its padding where it is."""
+    pos = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)  # [1, L]
+    n = mask.sum(1, keepdim=True)  # [B, 1]
+    return torch.where(pos < n, n - 1 - pos, pos)
+
+
 class BiLSTM(Student):
     arch = "bilstm"
     pair_input = "siamese"
@@ -39,18 +46,32 @@ class BiLSTM(Student):
         self.cfg, self.is_pair = cfg, is_pair
         dim = cfg.embed_dim or teacher_width
         self.embedding = make_embedding(vocab_size, dim, pad_id, cfg.embedding)
-        self.lstm = nn.LSTM(dim, cfg.hidden, num_layers=1, batch_first=True, bidirectional=True)
+        # Two one-way LSTMs instead of nn.LSTM(bidirectional=True) over a packed sequence: each row is
+        # reversed within its own length for the backward pass, which gives the packed result exactly,
+        # needs no sort/pack, and exports to ONNX (packed sequences do not).
+        self.lstm_fwd = nn.LSTM(dim, cfg.hidden, num_layers=1, batch_first=True)
+        self.lstm_bwd = nn.LSTM(dim, cfg.hidden, num_layers=1, batch_first=True)
         self.pooled_dim = (4 if is_pair else 1) * 2 * cfg.hidden
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(self.pooled_dim, cfg.mlp_hidden), nn.ReLU(),
                                   nn.Dropout(cfg.dropout), nn.Linear(cfg.mlp_hidden, num_labels))
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, L] token ids -> [B, 2 * hidden], max-pooled over the real tokens."""
-        lengths = mask.sum(1).clamp(min=1)
-        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        h, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # [B, L, 2H]
-        return masked_max(h, mask)
+        x = self.embedding(ids)  # [B, L, D]
+        fwd, _ = self.lstm_fwd(x)  # right padding never reaches a real position going forwards
+        rev = reverse_within_length(mask)  # [B, L] index: real tokens reversed, padding in place
+        rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(1)  # [B, 1]
+        bwd, _ = self.lstm_bwd(x[rows, rev])
+        bwd = bwd[rows, rev]  # the same permutation undoes itself
+        return masked_max(torch.cat([fwd, bwd], dim=-1), mask)  # [B, L, 2H] -> [B, 2H]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs saved with one nn.LSTM(bidirectional=True) named "lstm"
+        for k in [k for k in state_dict if k.startswith(prefix + "lstm.")]:
+            name = k[len(prefix) + 5:]
+            new = "lstm_bwd." + name.replace("_reverse", "") if name.endswith("_reverse") else "lstm_fwd." + name
+            state_dict[prefix + new] = state_dict.pop(k)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
         u = self.encode(input_ids, attention_mask)
