@@ -81,7 +81,7 @@ def test_every_arch_on_pairs(arch, mrpc_run, tmp_path):
     assert float((out["logits"].argmax(-1) == mat.labels).mean()) == pytest.approx(dev["accuracy"])
 
 
-def test_cnn_is_padding_invariant_and_transformer_copies_teacher_layers(tiny_bert):
+def test_students_are_padding_invariant_and_transformer_copies_teacher_layers(tiny_bert):
     from students import CNNConfig, TextCNN, TransformerConfig, TransformerStudent
     from students.base import load_teacher_weights
 
@@ -93,6 +93,22 @@ def test_cnn_is_padding_invariant_and_transformer_copies_teacher_layers(tiny_ber
     full = cnn(ids, mask).logits
     alone = cnn(ids[:1, :3], mask[:1, :3]).logits
     torch.testing.assert_close(full[:1], alone)
+    # BiLSTM: the per-row reversal equals a bidirectional LSTM over the packed sequence
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from students import BiLSTM, BiLSTMConfig
+    from students.base import masked_max
+
+    lstm = BiLSTM(BiLSTMConfig(embed_dim=8, hidden=6), vocab_size=50, num_labels=2, pad_id=0, is_pair=False,
+                  teacher_width=32).eval()
+    ref = torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+    ref.load_state_dict({**{k: v for k, v in lstm.lstm_fwd.state_dict().items()},
+                         **{k + "_reverse": v for k, v in lstm.lstm_bwd.state_dict().items()}})
+    with torch.no_grad():
+        packed = pack_padded_sequence(lstm.embedding(ids), mask.sum(1), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=ids.shape[1])
+        torch.testing.assert_close(lstm.encode(ids, mask), masked_max(h, mask))
+        torch.testing.assert_close(lstm(ids, mask).logits[:1], lstm(ids[:1, :3], mask[:1, :3]).logits)
     state, conf = load_teacher_weights(tiny_bert)
     st = TransformerStudent(TransformerConfig(layers=1), vocab_size=conf["vocab_size"], num_labels=2, pad_id=0,
                             is_pair=False, teacher_width=32)
