@@ -104,3 +104,12 @@ def sst2_run(tmp_path_factory, tiny_bert, glue_dir) -> dict:
 
     out = tmp_path_factory.mktemp("runs") / "sst2"
     return run(teach_cfg(teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))
+
+
+@pytest.fixture(scope="session")
+def mrpc_run(tmp_path_factory, tiny_bert, glue_dir) -> dict:
+    """A finished tiny teacher run on the tiny MRPC (sentence pairs)."""
+    from distill.teach import run
+
+    out = tmp_path_factory.mktemp("runs") / "mrpc"
+    return run(teach_cfg(task="mrpc", teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))

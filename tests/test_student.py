@@ -23,14 +23,6 @@ def student_cfg(mat, out, **kw):
 
 
 @pytest.fixture(scope="module")
-def mrpc_run(tmp_path_factory, tiny_bert, glue_dir):
-    from distill.teach import run as teach
-
-    out = tmp_path_factory.mktemp("runs") / "mrpc"
-    return teach(teach_cfg(task="mrpc", teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))
-
-
-@pytest.fixture(scope="module")
 def cnn_run(sst2_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("students") / "cnn"
     return run(student_cfg(sst2_run["run_dir"], out, epochs=4, lr=5e-3))
