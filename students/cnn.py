@@ -49,10 +49,10 @@ class TextCNN(Student):
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, L] token ids -> [B, filters * widths] max-over-time features."""
-        x = self.embedding(ids).transpose(1, 2)  # [B, D, L]
-        k_max = max(self.cfg.filter_sizes)
-        if x.shape[2] < k_max:  # a sentence shorter than the widest filter
-            x = F.pad(x, (0, k_max - x.shape[2]))
+        # zero the padding (the teacher's [PAD] vector is not zero), then k_max-1 zero columns so every
+        # width has a window even for a 1-token sentence; unconditional, so ONNX export keeps it
+        x = (self.embedding(ids) * mask.unsqueeze(-1).to(self.embedding.weight.dtype)).transpose(1, 2)  # [B, D, L]
+        x = F.pad(x, (0, max(self.cfg.filter_sizes) - 1))  # [B, D, L + k_max - 1]
         lengths = mask.sum(1, keepdim=True)  # [B, 1]
         feats = []
         for conv, k in zip(self.convs, self.cfg.filter_sizes):

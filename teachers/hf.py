@@ -47,10 +47,16 @@ class MaskedMeanPooler(nn.Module):
         self.mask: torch.Tensor | None = None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, H]
-        if self.mask is None:
+        mask, self.mask = self.mask, None  # used once: no stale mask, no tensor kept on the module
+        if mask is None:
             return hidden.mean(1)
-        m = self.mask[:, : hidden.shape[1], None].to(hidden.dtype)  # [B, L, 1]
+        m = mask[:, : hidden.shape[1], None].to(hidden.dtype)  # [B, L, 1]
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def _grab_mask(module, args, kwargs):
+    # reaches the pooler through the hooked module (not a closure), so deep copies (quantisation) stay right
+    module.pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
 
 
 def sentence_transformers_pooling(path: str) -> str | None:
@@ -75,10 +81,7 @@ def set_pooling(model: nn.Module, pooling: str) -> None:
     pooler = MaskedMeanPooler()
     base.pooler = pooler
 
-    def grab_mask(module, args, kwargs):
-        pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-
-    base.register_forward_pre_hook(grab_mask, with_kwargs=True)
+    base.register_forward_pre_hook(_grab_mask, with_kwargs=True)
     model.config.distill_pooling = "mean"
 
 
@@ -163,4 +166,5 @@ class HFTeacher(nn.Module):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          output_hidden_states=_head(self.model) is None)
         pooled = self._pooled if self._pooled is not None else out.hidden_states[-1][:, 0]
+        self._pooled = None  # keep no activation on the module (deep copies, memory)
         return ModelOutput(logits=out.logits, pooled=pooled)

@@ -80,11 +80,13 @@ def test_students_are_padding_invariant_and_transformer_copies_teacher_layers(ti
     torch.manual_seed(0)
     cnn = TextCNN(CNNConfig(embed_dim=8, num_filters=4), vocab_size=50, num_labels=2, pad_id=0, is_pair=False,
                   teacher_width=32).eval()
-    ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10, 11]])
+    with torch.no_grad():
+        cnn.embedding.weight[0].fill_(1.0)  # a teacher's [PAD] vector is not zero: it must not leak in
+    ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10, 11], [5, 6, 0, 0, 0, 0, 0]])
     mask = (ids != 0).long()
     full = cnn(ids, mask).logits
-    alone = cnn(ids[:1, :3], mask[:1, :3]).logits
-    torch.testing.assert_close(full[:1], alone)
+    torch.testing.assert_close(full[:1], cnn(ids[:1, :3], mask[:1, :3]).logits)
+    torch.testing.assert_close(full[2:], cnn(ids[2:, :2], mask[2:, :2]).logits)
     # BiLSTM: the per-row reversal equals a bidirectional LSTM over the packed sequence
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 

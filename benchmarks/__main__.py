@@ -1,0 +1,161 @@
+"""``python -m benchmarks TEACH_RUN STUDENT_RUN... --output-dir REPORT``: accuracy against throughput
+for a teacher and its students on this machine, in one run.
+
+    python -m benchmarks runs/sst2-mean runs/s3/cnn-kd runs/s3/bilstm-kd runs/s3/transformer-kd \\
+        --output-dir runs/report --batch-sizes 1,32,128 --backends eager,bf16,int8,onnx,onnx-int8
+
+Every model is measured in its own subprocess (its peak resident memory is its own), on every
+backend; the teacher also runs through ``transformers.pipeline`` and a randomly initialised
+BERT-base measures what a BERT-base teacher would cost here. Writes REPORT/results.json (every
+figure), REPORT/report.md (tables) and REPORT/pareto.png, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from distill.cli import run_cli
+from distill.errors import DistillInputError
+from distill.rundir import read_json, write_json, write_text
+
+from benchmarks.harness import BACKENDS, Budget, machine_info, measure_pipeline, measure_random_bert_base, measure_run
+from benchmarks.report import label, markdown, pareto_front, plot_pareto, points
+
+SCHEMA_VERSION = 1
+
+
+def _measure_in_subprocess(run_dir: str, backends, budget: Budget) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "m.json"
+        cmd = [sys.executable, "-m", "benchmarks", "--measure-one", run_dir, "--json-out", str(out),
+               "--backends", ",".join(backends), "--batch-sizes", ",".join(map(str, budget.batch_sizes)),
+               "--max-seconds", str(budget.max_seconds), "--repeats", str(budget.repeats), "--warmup", str(budget.warmup)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"measuring {run_dir} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def summarise(models: list[dict], baselines: dict, bs: str) -> dict:
+    """The headline ratios: students against the teacher, backends against eager, BERT-base projection."""
+    teacher = next(m for m in models if m["kind"] == "teacher")
+    key = __import__("distill.tasks", fromlist=["get_task"]).get_task(teacher["task"]).primary_metric
+
+    def rate(m, backend="eager"):
+        r = m["backends"].get(backend, {})
+        return r.get("speed", {}).get(bs, {}).get("examples_per_s")
+
+    s: dict = {"batch_size": int(bs), "teacher_eager_examples_per_s": rate(teacher),
+               "teacher_dev_" + key: teacher["backends"]["eager"]["metrics"][key]}
+    for backend in ("bf16", "int8", "onnx", "onnx-int8"):
+        if rate(teacher, backend):
+            s[f"teacher_{backend}_speedup"] = rate(teacher, backend) / rate(teacher)
+            s[f"teacher_{backend}_metric_change_pt"] = 100 * (teacher["backends"][backend]["metrics"][key]
+                                                              - teacher["backends"]["eager"]["metrics"][key])
+    small = [m for m in models if m["kind"] != "teacher" and m["arch"] in ("cnn", "bilstm") and rate(m)]
+    if small:
+        best = max(small, key=lambda m: (m["backends"]["eager"]["metrics"][key], rate(m)))
+        s["best_small_student"] = label(best)
+        s["best_small_student_dev_" + key] = best["backends"]["eager"]["metrics"][key]
+        s["best_small_student_speedup_vs_teacher"] = rate(best) / rate(teacher)
+        fastest = max(small, key=rate)
+        s["fastest_small_student"] = label(fastest)
+        s["fastest_small_student_speedup_vs_teacher"] = rate(fastest) / rate(teacher)
+        bb = baselines.get("bert_base_random", {}).get(bs)
+        if bb:
+            s["bert_base_examples_per_s"] = bb["examples_per_s"]
+            s["best_small_student_speedup_vs_bert_base"] = rate(best) / bb["examples_per_s"]
+            s["fastest_small_student_speedup_vs_bert_base"] = rate(fastest) / bb["examples_per_s"]
+    pipe = baselines.get("pipeline", {}).get(bs)
+    if pipe:
+        s["teacher_eager_vs_pipeline"] = rate(teacher) / pipe["examples_per_s"]
+    return s
+
+
+def run(runs: list[str], output_dir: str, *, backends=BACKENDS, budget: Budget | None = None, baselines: bool = True,
+        subprocesses: bool = True, command: str = "", bert_base_overrides: dict | None = None) -> dict:
+    """Measure every run, write the three report files, return the results dict."""
+    budget = budget or Budget()
+    for r in runs:
+        if not (Path(r) / "config.json").is_file():
+            raise DistillInputError(f"{r} is not a run directory (no config.json); pass runs written by distill.teach / distill.student")
+    kinds = [read_json(Path(r) / "config.json").get("kind") for r in runs]
+    if kinds.count("teacher") != 1:
+        raise DistillInputError(f"pass exactly one teacher run (got {kinds.count('teacher')} among {', '.join(runs)})")
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise DistillInputError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    measure = (lambda r: _measure_in_subprocess(r, backends, budget)) if subprocesses else (lambda r: measure_run(r, backends, budget))
+    models = [measure(r) for r in runs]
+    teacher_run = runs[kinds.index("teacher")]
+    bs = "32" if 32 in budget.batch_sizes else str(budget.batch_sizes[len(budget.batch_sizes) // 2])
+    base = {}
+    if baselines:
+        base["pipeline"] = measure_pipeline(teacher_run, budget)
+        base["bert_base_random"] = measure_random_bert_base(teacher_run, budget, int(bs), **(bert_base_overrides or {}))
+    results = {"schema": SCHEMA_VERSION, "command": command, "machine": machine_info(), "budget": asdict(budget),
+               "backends": list(backends), "models": models, "baselines": base, "summary": summarise(models, base, bs)}
+    results["pareto_front"] = pareto_front(points(results, bs))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    write_text(out / "report.md", markdown(results, [str(b) for b in budget.batch_sizes]))
+    plot_pareto(results, out / "pareto.png", bs)
+    return results
+
+
+def _parse_list(text: str, typ=str):
+    return tuple(typ(x) for x in text.split(",") if x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="one teacher run and any number of student runs")
+    p.add_argument("--output-dir", default="runs/report")
+    p.add_argument("--batch-sizes", default="1,32,128")
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--max-seconds", type=float, default=3.0, help="timed seconds per pass")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-baselines", action="store_true", help="skip pipeline() and the BERT-base projection")
+    p.add_argument("--in-process", action="store_true", help="measure in this process (no per-model peak memory)")
+    p.add_argument("--measure-one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json-out", help=argparse.SUPPRESS)
+
+    def body():
+        a = p.parse_args(argv)
+        budget = Budget(_parse_list(a.batch_sizes, int), a.max_seconds, a.repeats, a.warmup)
+        if a.measure_one:
+            write_json(a.json_out, measure_run(a.runs[0], _parse_list(a.backends), budget))
+            return
+        res = run(a.runs, a.output_dir, backends=_parse_list(a.backends), budget=budget, baselines=not a.no_baselines,
+                  subprocesses=not a.in_process, command=shlex.join(["python", "-m", "benchmarks", *argv]))
+        from rich.table import Table
+
+        from distill.progress import console
+
+        bs = str(res["summary"]["batch_size"])
+        t = Table(title=f"{res['models'][0]['task']}: dev metric and examples/s at batch {bs}")
+        for c in ("model", "backend", "dev", "ex/s", "x teacher"):
+            t.add_column(c)
+        teacher_rate = res["summary"]["teacher_eager_examples_per_s"]
+        for pt in points(res, bs):
+            t.add_row(pt["model"], pt["backend"], f"{pt['metric']:.4f}", f"{pt['examples_per_s']:,.0f}",
+                      f"{pt['examples_per_s'] / teacher_rate:.1f}")
+        console.print(t)
+        console.print_json(data=res["summary"])
+        console.print(f"wrote {a.output_dir}/report.md, results.json, pareto.png")
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

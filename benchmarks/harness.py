@@ -1,0 +1,264 @@
+"""Measuring one run directory: accuracy and speed per backend, on the run's real dev texts.
+
+Speed: the dev examples in file order (real lengths, as a server sees them) cut into batches of
+each size and padded to their own longest (dynamic padding); tokenisation is timed on its own and
+kept out of the model time; ``warmup`` batches first, then ``repeats`` timed passes of at most
+``max_seconds`` each; examples/s is the median pass, latencies are per batch over all passes.
+Accuracy: the whole dev split per backend (length-sorted batches of 128), so a backend's accuracy
+is measured, never assumed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import platform
+import resource
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill import metrics as task_metrics
+from distill.inference import autocast, encode, length_sorted_batches, pad_batch
+from distill.rundir import read_json
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("eager", "bf16", "int8", "onnx", "onnx-int8")
+
+
+@dataclass
+class Budget:
+    batch_sizes: tuple[int, ...] = (1, 32, 128)
+    max_seconds: float = 3.0  # timed seconds per pass (model x backend x batch size)
+    repeats: int = 3  # timed passes; examples/s is their median
+    warmup: int = 2  # untimed batches first (allocator, oneDNN/ORT kernel selection)
+
+
+def machine_info() -> dict:
+    import transformers
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _quantize_int8(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
+    """Dynamic int8 (weights int8, activations quantised per batch) of every Linear and LSTM, with
+    torch.ao's fbgemm kernels: deprecated in torch 2.13 but still the fused CPU path; torchao's
+    replacement targets GPUs/new quant formats first."""
+    from teachers import HFTeacher
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if isinstance(model, HFTeacher):
+            from teachers import load_teacher
+
+            raw, _ = load_teacher(str(run_dir / "best"))  # unwrapped: HFTeacher's hook must sit on the new head
+            return HFTeacher(torch.ao.quantization.quantize_dynamic(raw.eval(), {torch.nn.Linear}, dtype=torch.qint8))
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+
+
+def _state_size(model: torch.nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+class Runner:
+    """One backend of one model: ``__call__(batch) -> logits`` (numpy), plus its size on disk."""
+
+    def __init__(self, backend: str, model, run_dir: Path, size_bytes: int):
+        self.backend, self.size_bytes = backend, size_bytes
+        self.session = None
+        self.model = model
+        if backend in ("onnx", "onnx-int8"):
+            from distill.export import ExportConfig, ort_session
+            from distill.export import run as export
+
+            onnx = run_dir / "model.onnx"
+            q = run_dir / "model.int8.onnx"
+            if not onnx.is_file() or not q.is_file():
+                export(ExportConfig(str(run_dir), int8=True))
+            path = onnx if backend == "onnx" else q
+            self.session, self.size_bytes = ort_session(path), path.stat().st_size
+            self.names = [i.name for i in self.session.get_inputs()]
+        elif backend == "int8":
+            self.model = _quantize_int8(model, run_dir)
+            self.size_bytes = _state_size(self.model)
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(["logits"], {k: batch[k].numpy() for k in self.names})[0]
+        with autocast(torch.device("cpu"), "bf16" if self.backend == "bf16" else "fp32"):
+            return self.model(**batch).logits.float().numpy()
+
+
+def dev_data(run_dir: Path, task):
+    """(dev Examples, teacher dev logits aligned by id or None) for a run directory."""
+    from distill import materials
+
+    cfg = read_json(run_dir / "config.json")
+    source = Path(cfg.get("teacher_run") or run_dir)
+    mat = materials.load(source, task.eval_splits[0], task=task.name)
+    ex = mat.to_examples()
+    return ex, np.asarray(mat.logits)[mat.rows_for(ex.ids)]
+
+
+def time_batches(fn, batches: list[dict], budget: Budget) -> dict:
+    """examples/s (median of passes) and per-batch latency percentiles of ``fn`` over ``batches``."""
+    for b in batches[: budget.warmup]:
+        fn(b)
+    rates, lat = [], []
+    for _ in range(budget.repeats):
+        n, t_pass = 0, 0.0
+        for b in batches:
+            t0 = time.perf_counter()
+            fn(b)
+            dt = time.perf_counter() - t0
+            lat.append(dt)
+            n += len(b["input_ids"])
+            t_pass += dt
+            if t_pass >= budget.max_seconds:
+                break
+        rates.append(n / t_pass)
+    ms = np.array(lat) * 1e3
+    return {"examples_per_s": float(statistics.median(rates)), "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+            "timed_batches": len(lat), "passes": [round(r, 2) for r in rates]}
+
+
+def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = None) -> dict:
+    """Every figure for one run directory (a teacher, a student or a student's seed folder)."""
+    from distill.predict import load_predictor
+
+    budget = budget or Budget()
+    run_dir = Path(run_dir)
+    cfg = read_json(run_dir / "config.json")
+    if cfg.get("kind") == "student-seeds":  # the seed with the best dev metric, as predict does
+        seeds = sorted(run_dir.glob("seed-*/metrics.json"))
+        task_name = cfg["task"]
+        from distill.tasks import get_task
+
+        t = get_task(task_name)
+        run_dir = max(seeds, key=lambda f: read_json(f).get(t.eval_splits[0], {}).get(t.primary_metric, -1)).parent
+        cfg = read_json(run_dir / "config.json")
+    task, model, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
+    model.eval()
+    kind = cfg.get("kind")
+    weights = run_dir / ("best/model.safetensors" if kind == "teacher" else "model/model.safetensors")
+    ex, teacher_logits = dev_data(run_dir, task)
+    pad = tokenizer.pad_token_id
+
+    tok_times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        enc = encode(tokenizer, ex, max_length, siamese=siamese)
+        tok_times.append(time.perf_counter() - t0)
+    tok_s = statistics.median(tok_times)
+    in_order = {bs: [pad_batch(enc, list(range(i, min(i + bs, len(ex)))), pad) for i in range(0, len(ex), bs)]
+                for bs in budget.batch_sizes}
+    sorted_batches = [(idx, pad_batch(enc, idx, pad)) for idx in length_sorted_batches(enc.lengths, 128)]
+
+    out = {"run_dir": str(run_dir), "kind": kind, "arch": cfg.get("arch") or cfg.get("teacher"), "task": task.name,
+           "params": sum(p.numel() for p in model.parameters()), "size_bytes": weights.stat().st_size,
+           "dev_examples": len(ex), "dev_tokens": int(enc.lengths.sum()),
+           "tokenize": {"seconds": tok_s, "examples_per_s": len(ex) / tok_s}, "backends": {}}
+    for backend in backends:
+        try:
+            runner = Runner(backend, model, run_dir, out["size_bytes"])
+        except Exception as exc:  # an optional backend missing (no onnxruntime) must not sink the report
+            log.warning("%s: backend %s unavailable (%s)", run_dir, backend, exc)
+            out["backends"][backend] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        logits = np.zeros((len(ex), task.num_labels), dtype=np.float32)
+        for idx, batch in sorted_batches:
+            logits[idx] = runner(batch)
+        acc = task_metrics.compute(task, logits, ex.labels)
+        if kind != "teacher":
+            from distill.distiller import teacher_agreement
+
+            acc["teacher_agreement"] = teacher_agreement(task, logits, teacher_logits)
+        speed = {str(bs): time_batches(runner, batches, budget) for bs, batches in in_order.items()}
+        out["backends"][backend] = {"metrics": acc, "size_bytes": runner.size_bytes, "speed": speed}
+        log.info("%s %s: %s, %s ex/s at batch %s", run_dir.name, backend, acc,
+                 f"{speed[str(budget.batch_sizes[-1])]['examples_per_s']:.0f}", budget.batch_sizes[-1])
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def measure_pipeline(teacher_run: str | Path, budget: Budget, limit: int = 512) -> dict:
+    """The baseline: the teacher through ``transformers.pipeline("text-classification")`` (its own
+    tokenisation included), on the first ``limit`` dev texts, per batch size."""
+    from transformers import pipeline
+
+    from distill.predict import load_predictor
+    from teachers import load_teacher
+
+    run_dir = Path(teacher_run)
+    task, _, _, max_length, _ = load_predictor(run_dir, "cpu")
+    model, tok = load_teacher(str(run_dir / "best"))
+    ex, _ = dev_data(run_dir, task)
+    n = min(limit, len(ex))
+    inputs = ex.text_a[:n] if ex.text_b is None else [{"text": a, "text_pair": b} for a, b in zip(ex.text_a[:n], ex.text_b[:n])]
+    pipe = pipeline("text-classification", model=model.eval(), tokenizer=tok, device="cpu")
+    out = {}
+    for bs in budget.batch_sizes:
+        pipe(inputs[: max(bs, 2)], batch_size=bs, truncation=True, max_length=max_length)  # warm-up
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            chunk = inputs[done : done + max(bs, 16)]
+            pipe(chunk, batch_size=bs, truncation=True, max_length=max_length)
+            done += len(chunk)
+            if time.perf_counter() - t0 >= budget.max_seconds * budget.repeats:
+                break
+        out[str(bs)] = {"examples_per_s": done / (time.perf_counter() - t0), "examples": done}
+    return out
+
+
+def measure_random_bert_base(teacher_run: str | Path, budget: Budget, batch_size: int = 32, **config_overrides) -> dict:
+    """BERT-base (12 x 768, randomly initialised from its config: same compute as the trained one)
+    on the teacher run's dev texts at one batch size, eager fp32."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from distill.predict import load_predictor
+
+    run_dir = Path(teacher_run)
+    task, _, tokenizer, max_length, _ = load_predictor(run_dir, "cpu")
+    ex, _ = dev_data(run_dir, task)
+    torch.manual_seed(0)
+    conf = BertConfig(vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, **config_overrides)  # bert-base defaults
+    model = BertForSequenceClassification(conf).eval()
+    enc = encode(tokenizer, ex, max_length)
+    batches = [pad_batch(enc, list(range(i, min(i + batch_size, len(ex)))), tokenizer.pad_token_id)
+               for i in range(0, len(ex), batch_size)]
+
+    @torch.inference_mode()
+    def fn(b):
+        return model(**b).logits
+
+    res = time_batches(fn, batches, budget)
+    res["params"] = sum(p.numel() for p in model.parameters())
+    return {str(batch_size): res}

@@ -1,0 +1,76 @@
+"""The benchmark harness on tiny runs: every report file, the results.json schema, and the
+summary ratios computed from the measured figures (no test asserts a time)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as bench
+from benchmarks.harness import Budget
+from benchmarks.report import pareto_front
+from distill.student import StudentConfig
+from distill.student import run as student
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def report(sst2_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    cnn = student(StudentConfig(arch="cnn", materials=sst2_run["run_dir"], output_dir=str(root / "cnn"), epochs=1,
+                                batch_size=16, save_steps=0, device="cpu"))
+    out = root / "report"
+    res = bench.run([sst2_run["run_dir"], cnn["run_dir"]], str(out), budget=Budget((1, 4), 0.05, 2, 1),
+                    subprocesses=False, bert_base_overrides=dict(hidden_size=32, num_hidden_layers=2,
+                                                                 num_attention_heads=2, intermediate_size=64))
+    return out, res
+
+
+def test_report_files_and_schema(report):
+    out, res = report
+    for f in ("results.json", "report.md", "pareto.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema"] == 1 and {"cpu", "cpu_count", "torch", "onnxruntime"} <= set(data["machine"])
+    assert [m["kind"] for m in data["models"]] == ["teacher", "student"]
+    for m in data["models"]:
+        assert {"params", "size_bytes", "peak_rss_mb", "tokenize", "backends", "dev_examples"} <= set(m)
+        assert set(m["backends"]) == {"eager", "bf16", "int8", "onnx", "onnx-int8"}
+        for backend, r in m["backends"].items():
+            assert "error" not in r, (backend, r)
+            assert 0 <= r["metrics"]["accuracy"] <= 1 and r["size_bytes"] > 0
+            assert set(r["speed"]) == {"1", "4"}
+            for sp in r["speed"].values():
+                assert sp["examples_per_s"] > 0 and sp["p50_ms"] <= sp["p95_ms"] <= sp["p99_ms"]
+        if m["kind"] == "student":
+            assert "teacher_agreement" in m["backends"]["eager"]["metrics"]
+    # ONNX fp32 is the eager model: the same dev accuracy
+    for m in data["models"]:
+        assert m["backends"]["onnx"]["metrics"]["accuracy"] == pytest.approx(m["backends"]["eager"]["metrics"]["accuracy"])
+    assert set(data["baselines"]) == {"pipeline", "bert_base_random"}
+    s = data["summary"]
+    t = data["models"][0]["backends"]
+    assert s["teacher_int8_speedup"] == pytest.approx(t["int8"]["speed"]["4"]["examples_per_s"] / t["eager"]["speed"]["4"]["examples_per_s"])
+    st = data["models"][1]["backends"]["eager"]["speed"]["4"]["examples_per_s"]
+    assert s["best_small_student_speedup_vs_teacher"] == pytest.approx(st / t["eager"]["speed"]["4"]["examples_per_s"])
+    assert s["best_small_student_speedup_vs_bert_base"] == pytest.approx(st / data["baselines"]["bert_base_random"]["4"]["examples_per_s"])
+    md = (out / "report.md").read_text()
+    assert "| teacher | eager |" in md and "pipeline" in md and "pareto.png" in md
+
+
+def test_pareto_front():
+    pts = [{"metric": 0.9, "examples_per_s": 10}, {"metric": 0.85, "examples_per_s": 1000},
+           {"metric": 0.84, "examples_per_s": 500}, {"metric": 0.88, "examples_per_s": 100}]
+    assert [p["examples_per_s"] for p in pareto_front(pts)] == [1000, 100, 10]
+
+
+def test_refuses_without_one_teacher(report, tmp_path):
+    from distill.errors import DistillInputError
+
+    out, res = report
+    with pytest.raises(DistillInputError, match="exactly one teacher"):
+        bench.run([res["models"][1]["run_dir"]], str(tmp_path / "r"))
+    assert bench.main([str(tmp_path / "missing"), "--output-dir", str(tmp_path / "r")]) == 2
