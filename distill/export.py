@@ -96,12 +96,12 @@ def export_onnx(model: torch.nn.Module, sample: dict[str, torch.Tensor], path: P
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """ONNX Runtime dynamic quantisation: int8 weights for MatMul/Gemm (and LSTM), activations
-    quantised on the fly."""
+    """ONNX Runtime dynamic quantisation: int8 weights (per output channel) for MatMul/Gemm (and LSTM),
+    activations quantised on the fly."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = dst.with_name(f".{dst.name}.tmp")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     tmp.replace(dst)
 
 
