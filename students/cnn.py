@@ -10,7 +10,7 @@ from torch import nn
 
 from distill.cli import field_docs
 from distill.modeling import ModelOutput
-from students.base import EMBEDDING_MODES, Student, make_embedding, masked_max, pair_features
+from students.base import EMBEDDING_MODES, Student, make_embedding, pair_features
 
 
 @field_docs
@@ -56,11 +56,12 @@ class TextCNN(Student):
         lengths = mask.sum(1, keepdim=True)  # [B, 1]
         feats = []
         for conv, k in zip(self.convs, self.cfg.filter_sizes):
-            h = F.relu(conv(x)).transpose(1, 2)  # [B, L-k+1, F]
+            h = conv(x)  # [B, F, L + k_max - k]
             # windows that start inside the sentence (at least one per sentence): padding-invariant
-            pos = torch.arange(h.shape[1], device=ids.device)[None, :]
-            feats.append(masked_max(h, pos < (lengths - k + 1).clamp(min=1)))
-        return torch.cat(feats, dim=-1)
+            pos = torch.arange(h.shape[2], device=ids.device)[None, :]
+            valid = pos < (lengths - k + 1).clamp(min=1)  # [B, L']
+            feats.append(h.masked_fill(~valid.unsqueeze(1), torch.finfo(h.dtype).min).amax(dim=2))  # [B, F]
+        return F.relu(torch.cat(feats, dim=-1))  # relu after the max: the same value, on [B, F*widths] only
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
         u = self.encode(input_ids, attention_mask)
