@@ -440,6 +440,13 @@ def config_from_args(argv: list[str]) -> StudentConfig:
             file_values = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DistillInputError(f"--config {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    if "config" not in given and "resume" in given:  # a resumed run reuses its saved settings
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--output-dir", default="")
+        saved = Path(pre.parse_known_args(argv)[0].output_dir or ".") / "config.json"
+        if saved.is_file():
+            known = {f.name for f in dataclasses.fields(StudentConfig)}
+            file_values = {k: v for k, v in read_json(saved).items() if k in known}
     arch = _arch_flags(argv) if "arch" in given else file_values.get("arch", StudentConfig.arch)
     args = build_parser(arch).parse_args(argv)
     top = {f.name for f in dataclasses.fields(StudentConfig)} - {"options"}

@@ -250,3 +250,10 @@ def test_config_file_and_command_line_round_trip(sst2_run, tmp_path):
     line = command_line(cfg2.resolved())
     again = config_from_args(__import__("shlex").split(line)[3:])
     assert again.resolved() == cfg2.resolved()
+
+
+def test_resume_from_the_command_line_needs_only_the_run(sst2_run, tmp_path):
+    out = tmp_path / "r"
+    first = run(student_cfg(sst2_run["run_dir"], out, epochs=2, arch="bilstm", options={"hidden": 8}))
+    assert main(["--output-dir", str(out), "--resume"]) == 0  # materials, arch and options from config.json
+    assert json.loads((out / "metrics.json").read_text())["dev"] == first["metrics"]["dev"]
