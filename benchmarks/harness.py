@@ -119,15 +119,12 @@ class Runner:
             return self.model(**batch).logits.float().numpy()
 
 
-def dev_data(run_dir: Path, task):
-    """(dev Examples, teacher dev logits aligned by id or None) for a run directory."""
-    from distill import materials
+def dev_data(run_dir: Path):
+    """(dev Examples, the teacher's dev logits, row for row) of a run directory."""
+    from distill.predict import eval_materials
 
-    cfg = read_json(run_dir / "config.json")
-    source = Path(cfg.get("teacher_run") or run_dir)
-    mat = materials.load(source, task.eval_splits[0], task=task.name)
-    ex = mat.to_examples()
-    return ex, np.asarray(mat.logits)[mat.rows_for(ex.ids)]
+    mat = eval_materials(run_dir)
+    return mat.to_examples(), np.asarray(mat.logits)
 
 
 def time_batches(fn, batches: list[dict], budget: Budget) -> dict:
@@ -155,24 +152,16 @@ def time_batches(fn, batches: list[dict], budget: Budget) -> dict:
 
 def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = None) -> dict:
     """Every figure for one run directory (a teacher, a student or a student's seed folder)."""
-    from distill.predict import load_predictor
+    from distill.predict import load_predictor, resolve_run
 
     budget = budget or Budget()
-    run_dir = Path(run_dir)
+    run_dir = resolve_run(run_dir)  # a --seeds run: its best seed, as predict does
     cfg = read_json(run_dir / "config.json")
-    if cfg.get("kind") == "student-seeds":  # the seed with the best dev metric, as predict does
-        seeds = sorted(run_dir.glob("seed-*/metrics.json"))
-        task_name = cfg["task"]
-        from distill.tasks import get_task
-
-        t = get_task(task_name)
-        run_dir = max(seeds, key=lambda f: read_json(f).get(t.eval_splits[0], {}).get(t.primary_metric, -1)).parent
-        cfg = read_json(run_dir / "config.json")
     task, model, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
     model.eval()
     kind = cfg.get("kind")
     weights = run_dir / ("best/model.safetensors" if kind == "teacher" else "model/model.safetensors")
-    ex, teacher_logits = dev_data(run_dir, task)
+    ex, teacher_logits = dev_data(run_dir)
     pad = tokenizer.pad_token_id
 
     tok_times = []
@@ -223,7 +212,7 @@ def measure_pipeline(teacher_run: str | Path, budget: Budget, limit: int = 512) 
     run_dir = Path(teacher_run)
     task, _, _, max_length, _ = load_predictor(run_dir, "cpu")
     model, tok = load_teacher(str(run_dir / "best"))
-    ex, _ = dev_data(run_dir, task)
+    ex, _ = dev_data(run_dir)
     n = min(limit, len(ex))
     inputs = ex.text_a[:n] if ex.text_b is None else [{"text": a, "text_pair": b} for a, b in zip(ex.text_a[:n], ex.text_b[:n])]
     pipe = pipeline("text-classification", model=model.eval(), tokenizer=tok, device="cpu")
@@ -251,7 +240,7 @@ def measure_random_bert_base(teacher_run: str | Path, budget: Budget, batch_size
 
     run_dir = Path(teacher_run)
     task, _, tokenizer, max_length, _ = load_predictor(run_dir, "cpu")
-    ex, _ = dev_data(run_dir, task)
+    ex, _ = dev_data(run_dir)
     torch.manual_seed(0)
     conf = BertConfig(vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, **config_overrides)  # bert-base defaults
     model = BertForSequenceClassification(conf).eval()

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.distiller import FitOptions, SplitData, _optimizers, _schedule, evaluate, fit, grouped_batches
+from distill.distiller import FitOptions, SplitData, evaluate, fit, grouped_batches, linear_schedule, make_optimizers
 from distill.inference import pad_batch
 from distill.rundir import JsonlLog, write_json
-from distill.student import StudentConfig, _split_data, build_student, open_teacher_run
+from distill.student import StudentConfig, build_student, open_teacher_run, split_data
 from students.base import load_teacher_weights
 
 
@@ -98,8 +98,8 @@ def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str |
     cfg = dataclasses.replace(cfg, max_length=int(teacher.manifest["max_length"]),
                               temperature=float(teacher.manifest["temperature"]))
     tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
-    train = _split_data(teacher, "train", tokenizer, cfg.max_length, siamese=True)
-    dev = _split_data(teacher, "dev", tokenizer, cfg.max_length, siamese=True)
+    train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese=True)
+    dev = split_data(teacher, "dev", tokenizer, cfg.max_length, siamese=True)
     state, tconf = load_teacher_weights(teacher.model_dir)
     pad = tokenizer.pad_token_id
     opts = FitOptions(**{f: getattr(cfg, f) for f in FitOptions.__dataclass_fields__})
@@ -125,10 +125,10 @@ def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str |
                               "wall_seconds": wall}
     # TextBrewer
     model = fresh_model()
-    optimizers, dense = _optimizers(model, None, opts)
+    optimizers, dense = make_optimizers(model, None, opts)
     opt = _ClippedOptimizer(optimizers, dense, opts.max_grad_norm)
     loader = _EpochBatches(train, opts, pad)
-    factor = _schedule(len(loader) * epochs, opts.warmup_ratio)
+    factor = linear_schedule(len(loader) * epochs, opts.warmup_ratio)
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
     class _Sched:

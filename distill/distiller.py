@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import nn
 from distill import losses
 from distill import metrics as task_metrics
 from distill.inference import Encoded, autocast, pad_batch, predict_arrays
-from distill.rundir import JsonlLog, read_json, replace_dir, write_json
+from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
 from distill.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ class Projector(nn.Module):
         return self.proj(x)
 
 
-def _optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions):
+def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions):
     sparse = model.sparse_parameters() if hasattr(model, "sparse_parameters") else []
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
@@ -133,7 +132,7 @@ def _optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions)
     return opts_list, dense
 
 
-def _schedule(total_steps: int, warmup_ratio: float):
+def linear_schedule(total_steps: int, warmup_ratio: float):
     warmup = int(total_steps * warmup_ratio)
 
     def factor(step: int) -> float:  # linear warmup, then linear decay to 0 (as the teacher)
@@ -144,35 +143,31 @@ def _schedule(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def save_model(model: nn.Module, folder: Path, meta: dict, extra_files: Callable[[Path], None] | None = None) -> None:
     """Write ``folder/model.safetensors`` + ``folder/student.json`` (+ extra files) atomically."""
     from safetensors.torch import save_file
 
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    write_json(tmp / "student.json", meta)
-    if extra_files is not None:
-        extra_files(tmp)
-    replace_dir(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        save_file(_state(model), tmp / "model.safetensors")
+        write_json(tmp / "student.json", meta)
+        if extra_files is not None:
+            extra_files(tmp)
 
 
 def _save_checkpoint(folder: Path, model, projector, optimizers, schedulers, state: dict) -> None:
     from safetensors.torch import save_file
 
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    if projector is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()}, tmp / "projector.safetensors")
-    torch.save({"optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
-                "rng": torch.get_rng_state()}, tmp / "optim.pt")
-    write_json(tmp / "state.json", state)  # written last: a folder without it is incomplete
-    replace_dir(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        save_file(_state(model), tmp / "model.safetensors")
+        if projector is not None:
+            save_file(_state(projector), tmp / "projector.safetensors")
+        torch.save({"optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+                    "rng": torch.get_rng_state()}, tmp / "optim.pt")
+        write_json(tmp / "state.json", state)  # a checkpoint folder without it is incomplete
 
 
 def _load_checkpoint(folder: Path, model, projector, optimizers, schedulers) -> dict | None:
@@ -208,10 +203,10 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     if use_hidden and train.teacher_embeddings is None:
         raise ValueError("beta > 0 needs the teacher's embeddings in the materials")
     projector = Projector(model.pooled_dim, train.teacher_embeddings.shape[1]).to(device) if use_hidden else None
-    optimizers, dense_params = _optimizers(model, projector, opts)
+    optimizers, dense_params = make_optimizers(model, projector, opts)
     n_batches = math.ceil(len(train) / opts.batch_size)
     total_steps = n_batches * opts.epochs
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear_schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
     ckpt_dir = run_dir / "checkpoint"
     metric_key = task.primary_metric
     state = {"epoch": 0, "batch": 0, "global_step": 0, "best": None, "best_epoch": None, "bad_evals": 0,

@@ -50,24 +50,6 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).logits
 
 
-def check_texts(run_dir: Path, task, n: int):
-    """Up to ``n`` dev examples of the run's task: from the teacher's materials (students point at
-    them), else the teacher run's own."""
-    from distill import materials
-
-    cfg = read_json(run_dir / "config.json")
-    if cfg.get("kind") == "student-seeds":
-        raise DistillInputError(f"{run_dir} holds several seeds; export one of them (e.g. {run_dir}/seed-{cfg['seed']})")
-    source = cfg.get("teacher_run") or cfg.get("materials") or str(run_dir)
-    split = task.eval_splits[0]
-    try:
-        mat = materials.load(source, split)
-    except DistillInputError:
-        mat = materials.load(run_dir, split)
-    ex = mat.to_examples()
-    return ex.select(min(n, len(ex)))
-
-
 def ort_session(path: str | Path, threads: int = 0):
     import onnxruntime as ort
 
@@ -108,7 +90,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
 def run(cfg: ExportConfig) -> dict:
     """Export, check against eager on dev texts, optionally quantise; returns the check summary."""
     from distill.inference import encode, length_sorted_batches, pad_batch
-    from distill.predict import load_predictor
+    from distill.predict import eval_materials, load_predictor, resolve_run
 
     try:
         import onnxruntime  # noqa: F401
@@ -116,10 +98,13 @@ def run(cfg: ExportConfig) -> dict:
     except ImportError:
         raise DistillInputError("ONNX export needs the [onnx] extra: pip install '.[onnx]' (onnx, onnxscript, onnxruntime)") from None
     run_dir = Path(cfg.run_dir)
+    if resolve_run(run_dir) != run_dir:  # model.onnx belongs next to the weights it came from
+        raise DistillInputError(f"{run_dir} holds several seeds; export one of them (e.g. {resolve_run(run_dir)})")
     task, model, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
     model.eval()
     out = Path(cfg.output) if cfg.output else run_dir / "model.onnx"
-    ex = check_texts(run_dir, task, cfg.check_examples)
+    ex = eval_materials(run_dir).to_examples()
+    ex = ex.select(min(cfg.check_examples, len(ex)))
     enc = encode(tokenizer, ex, max_length, siamese=siamese)
     pad = tokenizer.pad_token_id
     sample = pad_batch(enc, list(range(min(4, len(enc)))), pad)

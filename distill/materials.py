@@ -30,7 +30,7 @@ import numpy as np
 from distill import __version__
 from distill.data import Examples, ids_sha256
 from distill.errors import DistillInputError
-from distill.rundir import read_json, replace_dir, write_json, write_npy, write_text
+from distill.rundir import atomic_dir, read_json, write_json, write_npy, write_text
 from distill.tasks import Task
 
 FORMAT_VERSION = 1
@@ -86,17 +86,11 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
     if manifest is None:
         manifest = {**base, "versions": versions(), "splits": {}}
     mat_dir.mkdir(parents=True, exist_ok=True)
-    tmp = mat_dir / f".{split}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     arrays = {"logits": logits.astype(np.float32), "soft": soft_targets(task, logits, base["temperature"])}
     if pooled is not None:
         arrays["embeddings"] = pooled.astype(np.float32)
     if examples.labels is not None:
         arrays["labels"] = examples.labels
-    for name, arr in arrays.items():
-        write_npy(tmp / f"{name}.npy", arr)
     lines = []
     for i, id_ in enumerate(examples.ids):
         row: dict[str, Any] = {"id": id_, "text_a": examples.text_a[i]}
@@ -105,8 +99,10 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         if examples.labels is not None:
             row["label"] = examples.labels[i].item()
         lines.append(json.dumps(row, ensure_ascii=False))
-    write_text(tmp / "examples.jsonl", "\n".join(lines) + "\n")
-    replace_dir(tmp, mat_dir / split)
+    with atomic_dir(mat_dir / split) as tmp:
+        for name, arr in arrays.items():
+            write_npy(tmp / f"{name}.npy", arr)
+        write_text(tmp / "examples.jsonl", "\n".join(lines) + "\n")
     manifest["splits"][split] = {
         "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
         "labelled": examples.labels is not None, "source": examples.source,

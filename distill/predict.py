@@ -34,12 +34,39 @@ class PredictConfig:
     device: str = "cpu"  # cpu | cuda
 
 
-def load_predictor(run_dir: Path, device: str = "cpu"):
-    """(task, model returning ModelOutput, tokenizer, max_length, siamese) of a run directory."""
+def resolve_run(run_dir: str | Path) -> Path:
+    """The run directory that holds a model: ``run_dir`` itself, or for a ``--seeds`` run the seed
+    with the best dev metric."""
+    run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise DistillInputError(f"{run_dir} has no config.json; pass a run directory written by distill.teach or distill.student")
     cfg = read_json(cfg_path)
+    if cfg.get("kind") != "student-seeds":
+        return run_dir
+    seeds = sorted(run_dir.glob("seed-*/metrics.json"))
+    if not seeds:
+        raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
+    task = get_task(cfg["task"])
+    return max(seeds, key=lambda f: read_json(f).get(task.eval_splits[0], {}).get(task.primary_metric, float("-inf"))).parent
+
+
+def eval_materials(run_dir: str | Path):
+    """The teacher's materials for the task's evaluation split (dev) of a run: a student's come
+    from its teacher run, a teacher's from itself."""
+    from distill import materials
+
+    run_dir = resolve_run(run_dir)
+    cfg = read_json(run_dir / "config.json")
+    task = get_task(cfg["task"])
+    return materials.load(cfg.get("teacher_run") or run_dir, task.eval_splits[0], task=task.name)
+
+
+def load_predictor(run_dir: Path, device: str = "cpu"):
+    """(task, model returning ModelOutput, tokenizer, max_length, siamese) of a run directory
+    (for a ``--seeds`` run: its best seed)."""
+    run_dir = resolve_run(run_dir)
+    cfg = read_json(run_dir / "config.json")
     task = get_task(cfg["task"])
     kind = cfg.get("kind")
     if kind == "teacher":
@@ -49,13 +76,6 @@ def load_predictor(run_dir: Path, device: str = "cpu"):
             raise DistillInputError(f"{run_dir}/best holds no model yet; finish the run (python -m distill.teach --output-dir {run_dir} --resume)")
         model, tokenizer = load_teacher(str(run_dir / "best"))
         return task, HFTeacher(model).to(device), tokenizer, cfg["max_length"], False
-    if kind == "student-seeds":  # several seeds: the one with the best dev metric
-        seeds = sorted(run_dir.glob("seed-*/metrics.json"))
-        if not seeds:
-            raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
-        key = task.primary_metric
-        best = max(seeds, key=lambda f: read_json(f).get(task.eval_splits[0], {}).get(key, float("-inf")))
-        return load_predictor(best.parent, device)
     if kind == "student":
         from distill.student import load_student
 
@@ -63,7 +83,7 @@ def load_predictor(run_dir: Path, device: str = "cpu"):
             raise DistillInputError(f"{run_dir}/model holds no model yet; finish the run (python -m distill.student --output-dir {run_dir} --resume)")
         model, tokenizer, meta = load_student(run_dir / "model")
         return task, model.to(device), tokenizer, meta["max_length"], meta["pair_input"] == "siamese"
-    raise DistillInputError(f"{cfg_path} has kind {kind!r}; expected a run written by distill.teach or distill.student")
+    raise DistillInputError(f"{run_dir / 'config.json'} has kind {kind!r}; expected a run written by distill.teach or distill.student")
 
 
 def run(cfg: PredictConfig) -> dict:

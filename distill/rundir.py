@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,23 @@ def replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextmanager
+def atomic_dir(final: str | os.PathLike):
+    """``with atomic_dir(RUN/x) as tmp:`` write into ``tmp``; on success it replaces ``final`` whole
+    (a crash leaves the old folder, never half a new one); on an error ``tmp`` is removed."""
+    final = Path(final)
+    tmp = final.with_name(f".{final.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, final)
 
 
 def _json_default(o):

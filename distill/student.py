@@ -107,11 +107,7 @@ class StudentConfig:
         if unknown:
             raise DistillInputError(f"--{unknown[0].replace('_', '-')} is not an option of --arch {self.arch} "
                                     f"(it has {', '.join('--' + k.replace('_', '-') for k in sorted(known))})")
-        opts = dict(self.options)
-        for f in dataclasses.fields(cls):  # JSON gives lists where the dataclass wants tuples
-            if f.name in opts and isinstance(opts[f.name], list):
-                opts[f.name] = tuple(opts[f.name])
-        conf = cls(**opts)
+        conf = cls(**_tuples(self.options))
         try:
             conf.validate()
         except ValueError as exc:
@@ -134,6 +130,11 @@ class StudentConfig:
             alpha=self.alpha if self.kd else 0.0, beta=self.beta if self.kd else 0.0,
             options=dataclasses.asdict(self.arch_config()),
             output_dir=self.output_dir or f"runs/student-{self.arch}-{'kd' if self.kd else 'nokd'}")
+
+
+def _tuples(options: dict) -> dict:
+    """Arch options with JSON/argparse lists as the tuples the config dataclasses declare."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 # Fields that must agree between a run and its --resume.
@@ -192,7 +193,7 @@ def open_teacher_run(path: str, task: str | None) -> TeacherRun:
     return TeacherRun(root, manifest, get_task(manifest["task"]), model_dir)
 
 
-def _split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siamese: bool):
+def split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siamese: bool):
     from distill import materials
     from distill.distiller import SplitData
     from distill.inference import encode
@@ -211,8 +212,7 @@ def build_student(arch: str, options: dict, *, vocab_size: int, num_labels: int,
     from students import ARCHS
 
     conf_cls, model_cls = ARCHS[arch]
-    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    return model_cls(conf_cls(**opts), vocab_size=vocab_size, num_labels=num_labels, pad_id=pad_id, is_pair=is_pair,
+    return model_cls(conf_cls(**_tuples(options)), vocab_size=vocab_size, num_labels=num_labels, pad_id=pad_id, is_pair=is_pair,
                      teacher_width=teacher_width)
 
 
@@ -280,13 +280,12 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
         raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it or choose a new --output-dir")
 
     tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
-    arch_conf = cfg.arch_config()
     from students import ARCHS
 
     siamese = ARCHS[cfg.arch][1].pair_input == "siamese"
-    train = _split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
+    train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
     eval_split = task.eval_splits[0]
-    dev = _split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
+    dev = split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
     if dev.labels is None:
         raise DistillInputError(f"materials split {eval_split!r} has no gold labels; the student needs them for early stopping")
     if train.labels is None and cfg.alpha < 1:
@@ -297,8 +296,7 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     torch.manual_seed(cfg.seed)
     model = build_student(cfg.arch, cfg.options, vocab_size=len(tokenizer), num_labels=task.num_labels,
                           pad_id=tokenizer.pad_token_id, is_pair=task.is_pair, teacher_width=teacher_width)
-    if getattr(arch_conf, "embedding_init", getattr(arch_conf, "init", "teacher")) == "teacher":
-        model.init_from_teacher(state, teacher_conf)
+    model.init_from_teacher(state, teacher_conf)  # each arch follows its own init option
     del state
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -334,7 +332,7 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     for split, info in teacher.manifest["splits"].items():
         if not info.get("labelled") or split == "train":
             continue
-        data = dev if split == eval_split else _split_data(teacher, split, tokenizer, cfg.max_length, siamese)
+        data = dev if split == eval_split else split_data(teacher, split, tokenizer, cfg.max_length, siamese)
         metrics[split], _ = evaluate(task, best, data, pad_id=tokenizer.pad_token_id, opts=opts)
     size = _file_size(run_dir / "model" / "model.safetensors")
     meta.update(size_bytes=size)
@@ -463,8 +461,7 @@ def config_from_args(argv: list[str]) -> StudentConfig:
     for k in arch_fields:
         if k in given:
             options[k] = getattr(args, k)
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    return StudentConfig(**values, options=options)
+    return StudentConfig(**values, options=_tuples(options))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,25 +16,53 @@ EMBEDDING_MODES = ("sparse", "dense", "frozen")
 
 
 class Student(nn.Module):
-    """Base class. Subclasses set ``pair_input`` ("siamese": each sentence encoded alone, or
-    "packed": BERT-style [CLS] a [SEP] b [SEP]) and ``pooled_dim`` (width of the vector the head reads)."""
+    """Base class. ``forward(input_ids, attention_mask, token_type_ids=None, input_ids_b=None,
+    attention_mask_b=None) -> ModelOutput``. Subclasses set ``pair_input`` ("siamese": each sentence
+    encoded alone, or "packed": BERT-style [CLS] a [SEP] b [SEP]) and ``pooled_dim`` (width of the
+    vector the head reads)."""
 
     arch: str = ""
     pair_input: str = "siamese"
     pooled_dim: int = 0
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None,
-                attention_mask_b=None) -> ModelOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict) -> None:
-        """Copy what fits from the teacher's weights (default: the word embeddings)."""
+        """Copy what fits from the teacher's weights, as the config's ``embedding_init`` says
+        (default: the word embeddings, PCA-projected to the student's width)."""
+        if getattr(self.cfg, "embedding_init", "teacher") != "teacher":
+            return
         self.embedding.weight.data.copy_(project_embeddings(word_embeddings(teacher_state), self.embedding.embedding_dim))
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters whose gradients are sparse (a sparse embedding), stepped by SparseAdam."""
         emb = getattr(self, "embedding", None)
         return [emb.weight] if isinstance(emb, nn.Embedding) and emb.sparse and emb.weight.requires_grad else []
+
+
+class SiameseStudent(Student):
+    """A sentence encoder over word vectors (cnn, bilstm): ``encode`` each sentence alone, read
+    ``[u, v, |u-v|, u*v]`` for pairs, and ``classify`` the pooled vector. The config needs
+    ``embed_dim`` (0 = the teacher's width) and ``embedding`` (sparse | dense | frozen)."""
+
+    pair_input = "siamese"
+
+    def __init__(self, cfg, *, vocab_size: int, pad_id: int, is_pair: bool, teacher_width: int):
+        super().__init__()
+        self.cfg, self.is_pair = cfg, is_pair
+        self.embed_dim = cfg.embed_dim or teacher_width
+        self.embedding = make_embedding(vocab_size, self.embed_dim, pad_id, cfg.embedding)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
+        u = self.encode(input_ids, attention_mask)
+        pooled = pair_features(u, self.encode(input_ids_b, attention_mask_b)) if self.is_pair else u
+        return ModelOutput(logits=self.classify(pooled), pooled=pooled)
+
+
+def check_embedding_options(embed_dim: int, embedding: str) -> None:
+    """Shared config checks of the word-vector students."""
+    if embed_dim < 0:
+        raise ValueError("--embed-dim must be >= 0 (0 = the teacher's width)")
+    if embedding not in EMBEDDING_MODES:
+        raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
 
 
 def make_embedding(vocab_size: int, dim: int, pad_id: int, mode: str) -> nn.Embedding:

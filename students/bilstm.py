@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from distill.cli import field_docs
-from distill.modeling import ModelOutput
-from students.base import EMBEDDING_MODES, Student, make_embedding, masked_max, pair_features
+from students.base import SiameseStudent, check_embedding_options, masked_max
 
 
 @field_docs
@@ -23,10 +22,9 @@ class BiLSTMConfig:
     embedding_init: str = "teacher"  # teacher (its word embeddings, PCA-projected if widths differ) | random
 
     def validate(self) -> None:
-        if self.hidden < 1 or self.mlp_hidden < 1 or self.embed_dim < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("--hidden and --mlp-hidden must be >= 1, --embed-dim >= 0, --dropout in [0, 1)")
-        if self.embedding not in EMBEDDING_MODES:
-            raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
+        if self.hidden < 1 or self.mlp_hidden < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("--hidden and --mlp-hidden must be >= 1, --dropout in [0, 1)")
+        check_embedding_options(self.embed_dim, self.embedding)
 
 
 def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
@@ -37,15 +35,12 @@ def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(pos < n, n - 1 - pos, pos)
 
 
-class BiLSTM(Student):
+class BiLSTM(SiameseStudent):
     arch = "bilstm"
-    pair_input = "siamese"
 
     def __init__(self, cfg: BiLSTMConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool, teacher_width: int):
-        super().__init__()
-        self.cfg, self.is_pair = cfg, is_pair
-        dim = cfg.embed_dim or teacher_width
-        self.embedding = make_embedding(vocab_size, dim, pad_id, cfg.embedding)
+        super().__init__(cfg, vocab_size=vocab_size, pad_id=pad_id, is_pair=is_pair, teacher_width=teacher_width)
+        dim = self.embed_dim
         # Two one-way LSTMs instead of nn.LSTM(bidirectional=True) over a packed sequence: each row is
         # reversed within its own length for the backward pass, which gives the packed result exactly,
         # needs no sort/pack, and exports to ONNX (packed sequences do not).
@@ -73,7 +68,5 @@ class BiLSTM(Student):
             state_dict[prefix + new] = state_dict.pop(k)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
-        u = self.encode(input_ids, attention_mask)
-        pooled = pair_features(u, self.encode(input_ids_b, attention_mask_b)) if self.is_pair else u
-        return ModelOutput(logits=self.head(pooled), pooled=pooled)
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled)

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.cli import field_docs
-from distill.modeling import ModelOutput
-from students.base import EMBEDDING_MODES, Student, make_embedding, pair_features
+from students.base import SiameseStudent, check_embedding_options
 
 
 @field_docs
@@ -26,22 +25,17 @@ class CNNConfig:
     def validate(self) -> None:
         if not self.filter_sizes or min(self.filter_sizes) < 1:
             raise ValueError("--filter-sizes must be positive widths, e.g. 3,4,5")
-        if self.num_filters < 1 or not 0 <= self.dropout < 1 or self.embed_dim < 0:
-            raise ValueError("--num-filters must be >= 1, --dropout in [0, 1), --embed-dim >= 0")
-        if self.embedding not in EMBEDDING_MODES:
-            raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
+        if self.num_filters < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("--num-filters must be >= 1, --dropout in [0, 1)")
+        check_embedding_options(self.embed_dim, self.embedding)
 
 
-class TextCNN(Student):
+class TextCNN(SiameseStudent):
     arch = "cnn"
-    pair_input = "siamese"
 
     def __init__(self, cfg: CNNConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool, teacher_width: int):
-        super().__init__()
-        self.cfg, self.is_pair = cfg, is_pair
-        dim = cfg.embed_dim or teacher_width
-        self.embedding = make_embedding(vocab_size, dim, pad_id, cfg.embedding)
-        self.convs = nn.ModuleList(nn.Conv1d(dim, cfg.num_filters, k) for k in cfg.filter_sizes)
+        super().__init__(cfg, vocab_size=vocab_size, pad_id=pad_id, is_pair=is_pair, teacher_width=teacher_width)
+        self.convs = nn.ModuleList(nn.Conv1d(self.embed_dim, cfg.num_filters, k) for k in cfg.filter_sizes)
         self.dropout = nn.Dropout(cfg.dropout)
         feat = cfg.num_filters * len(cfg.filter_sizes)
         self.pooled_dim = 4 * feat if is_pair else feat
@@ -63,7 +57,5 @@ class TextCNN(Student):
             feats.append(h.masked_fill(~valid.unsqueeze(1), torch.finfo(h.dtype).min).amax(dim=2))  # [B, F]
         return F.relu(torch.cat(feats, dim=-1))  # relu after the max: the same value, on [B, F*widths] only
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
-        u = self.encode(input_ids, attention_mask)
-        pooled = pair_features(u, self.encode(input_ids_b, attention_mask_b)) if self.is_pair else u
-        return ModelOutput(logits=self.classifier(self.dropout(pooled)), pooled=pooled)
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled))

@@ -20,7 +20,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from distill import metrics as task_metrics
-from distill.rundir import JsonlLog, read_json, replace_dir, write_json
+from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
 from distill.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,11 @@ class KeepBest(TrainerCallback):
                   **{k[5:]: v for k, v in metrics.items() if k.startswith("eval_")})
         if self.best is None or value > self.best:
             self.best, self.bad_evals = value, 0
-            tmp = self.best_dir.with_name(f".{self.best_dir.name}.tmp")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
-                                           "epoch": state.epoch, "bad_evals": 0})
-            replace_dir(tmp, self.best_dir)
+            with atomic_dir(self.best_dir) as tmp:
+                model.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+                write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
+                                               "epoch": state.epoch, "bad_evals": 0})
             self.jlog("best", step=state.global_step, metric=self.key[5:], value=value)
         else:
             self.bad_evals += 1
