@@ -188,8 +188,8 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
         logits = np.zeros((len(ex), task.num_labels), dtype=np.float32)
         for idx, batch in sorted_batches:
             logits[idx] = runner(batch)
-        acc = task_metrics.compute(task, logits, ex.labels)
-        if kind != "teacher":
+        acc = task_metrics.compute(task, logits, ex.gold, ex.groups) if ex.gold is not None else {}
+        if kind != "teacher" or ex.gold is None:  # a teacher without dev gold: agreement with its own dump
             from distill.distiller import teacher_agreement
 
             acc["teacher_agreement"] = teacher_agreement(task, logits, teacher_logits)

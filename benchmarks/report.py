@@ -22,11 +22,19 @@ def short(model: dict) -> str:
     return path.parent.name if path.name.startswith("seed-") else path.name
 
 
+def score_key(models: list[dict]) -> str:
+    """The accuracy column: the task's primary metric, or — where the dev split has no gold (a
+    ranking task scored by its teacher alone) — the agreement with the teacher."""
+    key = get_task(models[0]["task"]).primary_metric
+    ok = all(key in r["metrics"] for m in models for r in m["backends"].values() if "metrics" in r)
+    return key if ok else "teacher_agreement"
+
+
 def points(results: dict, batch_size: str) -> list[dict]:
     """One point per (model, backend) that ran: accuracy (primary metric) and examples/s at ``batch_size``."""
     out = []
+    key = score_key(results["models"])
     for m in results["models"]:
-        key = get_task(m["task"]).primary_metric
         for backend, r in m["backends"].items():
             if "error" in r or batch_size not in r["speed"]:
                 continue
@@ -50,7 +58,7 @@ def plot_pareto(results: dict, path: Path, batch_size: str) -> None:
 
     pts = points(results, batch_size)
     front = pareto_front(pts)
-    metric = get_task(results["models"][0]["task"]).primary_metric
+    metric = score_key(results["models"])
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     markers = {"eager": "o", "bf16": "s", "int8": "D", "onnx": "^", "onnx-int8": "v"}
     names = list(dict.fromkeys(p["short"] for p in pts))
@@ -89,7 +97,7 @@ def markdown(results: dict, batch_sizes: list[str]) -> str:
     s = results["summary"]
     mach = results["machine"]
     task = get_task(results["models"][0]["task"])
-    key = task.primary_metric
+    key = score_key(results["models"])
     lines = [f"# Benchmark report — {task.name}", "",
              f"Machine: {mach['cpu']}, {mach['cpu_count']} cores, torch {mach['torch']} ({mach['torch_threads']} threads), "
              f"transformers {mach['transformers']}, onnxruntime {mach.get('onnxruntime', '-')}, Python {mach['python']}.",
@@ -128,6 +136,8 @@ def markdown(results: dict, batch_sizes: list[str]) -> str:
                   f"{next(iter(bl['bert_base_random']))}: {r['examples_per_s']:.1f} ex/s."]
     lines += ["", "## Summary", ""]
     for k, v in s.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{name} {x:,.2f}" for name, x in v.items())
         lines.append(f"- {k.replace('_', ' ')}: {v if not isinstance(v, float) else f'{v:,.2f}'}")
     lines += ["", "![accuracy against throughput](pareto.png)", ""]
     return "\n".join(lines)

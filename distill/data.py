@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.errors import DistillInputError
+from distill.jigsaw import KAGGLE, READERS, Holdout
 from distill.tasks import SplitFile, Task
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,25 @@ class Examples:
     ids: list[str]  # stable ids, "<split>-<row>"
     text_a: list[str]  # first (or only) text
     text_b: list[str] | None  # second text for pair tasks
-    labels: np.ndarray | None  # [N] int64 class ids, or float32 scores for regression; None if unlabelled
+    labels: np.ndarray | None  # [N] int64 class ids, [N] float32 scores (regression), [N, C] float32 0/1 (multi-label); None if unlabelled
     source: str  # where the texts came from (file path or hub name), for error messages
+    pairs: np.ndarray | None = None  # ranking gold: [P, 2] int64 rows (less, more) of annotator pairs
+    groups: list[str] | None = None  # a group per example (the language in Jigsaw 2020), for per-group metrics
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def gold(self) -> np.ndarray | None:
+        """What the task's metrics score against: the labels, or for ranking the annotator pairs."""
+        return self.labels if self.labels is not None else self.pairs
+
     def select(self, n: int) -> "Examples":
-        """The first n examples (used by --max-train-samples)."""
+        """The first n examples (used by --max-train-samples); pairs that reach past n are dropped."""
+        pairs = None if self.pairs is None else self.pairs[(self.pairs < n).all(1)]
         return Examples(self.ids[:n], self.text_a[:n], None if self.text_b is None else self.text_b[:n],
-                        None if self.labels is None else self.labels[:n], self.source)
+                        None if self.labels is None else self.labels[:n], self.source, pairs,
+                        None if self.groups is None else self.groups[:n])
 
     def text_sha256(self) -> str:
         """Hash of ids and texts: materials record it, readers compare it."""
@@ -166,13 +176,17 @@ def _load_hub(task: Task, split: str) -> Examples:
     return Examples([f"{split}-{i}" for i in rows], text_a, text_b, labels, f"{path}/{config}:{spec.hub_split}")
 
 
-def load_split(task: Task, split: str, data_dir: str | os.PathLike | None, *, skip_bad_rows: bool = False) -> Examples:
-    """Examples of one split, from ``data_dir`` (a classic glue_data folder) or else the Hub.
+def load_split(task: Task, split: str, data_dir: str | os.PathLike | None, *, skip_bad_rows: bool = False,
+               holdout: Holdout | None = None) -> Examples:
+    """Examples of one split, from ``data_dir`` (a classic glue_data folder; Kaggle's files for the
+    Jigsaw tasks) or else the Hub. ``holdout`` says how tasks without a dev file carve one out of train.
 
     Raises DistillInputError with both options named when neither source is usable.
     """
     if split not in task.splits:
         raise DistillInputError(f"task {task.name} has no split {split!r}; it has {', '.join(task.splits)}")
+    if task.loader != "glue":
+        return _load_jigsaw(task, split, data_dir, skip_bad_rows, holdout or Holdout())
     spec = task.splits[split]
     if data_dir is not None:
         root = Path(data_dir)
@@ -198,6 +212,22 @@ def load_split(task: Task, split: str, data_dir: str | os.PathLike | None, *, sk
             f"({task.hub[1]}) could not be loaded ({type(exc).__name__}); pass --data-dir pointing at a "
             f"classic glue_data folder, or run where the Hub is reachable"
         ) from exc
+
+
+def _load_jigsaw(task: Task, split: str, data_dir, skip_bad_rows: bool, holdout: Holdout) -> Examples:
+    holdout.validate()
+    if data_dir is None:
+        raise DistillInputError(f"{task.name} reads Kaggle's files: pass --data-dir with the competition data "
+                                f"(download it from {KAGGLE[task.loader]}); there is no Hub copy to fall back to")
+    root = Path(data_dir)
+    if not root.exists():
+        raise DistillInputError(f"--data-dir {root} does not exist; point it at the {task.name} files from {KAGGLE[task.loader]}")
+    r = READERS[task.loader](split, root, holdout, skip_bad_rows)
+    if not r.ids:
+        raise DistillInputError(f"{r.source}: split {split} of {task.name} is empty; check the file or --valid-fraction")
+    if len(set(r.ids)) != len(r.ids):
+        raise DistillInputError(f"{r.source} has duplicate ids in split {split}; use the original Kaggle file")
+    return Examples(r.ids, r.texts, None, r.labels, r.source, r.pairs, r.groups)
 
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "comment_text", "sentence1", "question1", "question", "#1 String")

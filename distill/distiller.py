@@ -39,9 +39,16 @@ class SplitData:
     labels: np.ndarray | None  # [N] gold labels, None when the split is unlabelled
     teacher_logits: np.ndarray  # [N, C]
     teacher_embeddings: np.ndarray | None  # [N, H] the teacher's pooled vectors
+    pairs: np.ndarray | None = None  # ranking gold [P, 2] (rows less, more), when the split has annotator pairs
+    groups: list[str] | None = None  # per-example group (language) for per-group metrics
+    labelled: np.ndarray | None = None  # [N] bool: rows with a gold label (None = all, when labels exist)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def gold(self) -> np.ndarray | None:
+        return self.labels if self.labels is not None else self.pairs
 
 
 @dataclass
@@ -83,10 +90,38 @@ def grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int)
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
+def add_transfer(train: SplitData, transfer: SplitData, held_out: list[SplitData]) -> tuple[SplitData, int]:
+    """``train`` plus the teacher-labelled ``transfer`` rows (Tang et al. 2019's transfer set), which
+    carry no gold label: they get the teacher term only. Transfer rows whose tokens equal a row of
+    ``train`` or of a held-out split are dropped, so no dev/test text leaks in as training input.
+    Returns (merged split, rows dropped)."""
+    seen = {tuple(x) for d in (train, *held_out) for x in d.enc.input_ids}
+    keep = [i for i, x in enumerate(transfer.enc.input_ids) if tuple(x) not in seen]
+    n, m = len(train), len(keep)
+    enc = Encoded(train.enc.input_ids + [transfer.enc.input_ids[i] for i in keep],
+                  None if train.enc.token_type_ids is None else
+                  train.enc.token_type_ids + [transfer.enc.token_type_ids[i] for i in keep],
+                  None if train.enc.input_ids_b is None else
+                  train.enc.input_ids_b + [transfer.enc.input_ids_b[i] for i in keep])
+    labels = None
+    if train.labels is not None:  # transfer rows get a placeholder (zeros) that the mask keeps out of the hard loss
+        labels = np.concatenate([train.labels, np.zeros((m, *train.labels.shape[1:]), dtype=train.labels.dtype)])
+    labelled = np.concatenate([np.ones(n, dtype=bool) if train.labelled is None else train.labelled, np.zeros(m, dtype=bool)])
+    emb = None
+    if train.teacher_embeddings is not None and transfer.teacher_embeddings is not None:
+        emb = np.concatenate([train.teacher_embeddings, transfer.teacher_embeddings[keep]])
+    merged = SplitData(train.ids + [transfer.ids[i] for i in keep], enc, labels,
+                       np.concatenate([train.teacher_logits, transfer.teacher_logits[keep]]), emb, labelled=labelled)
+    return merged, len(transfer) - m
+
+
 def teacher_agreement(task: Task, student_logits: np.ndarray, teacher_logits: np.ndarray) -> float:
     """Share of examples where student and teacher predict the same label (multi-label: the same
-    label set); for regression, the Pearson correlation of their scores."""
+    label set); for regression, the Pearson correlation of their scores; for ranking, the pairwise
+    concordance of their scores on 10,000 random pairs (``distill.metrics.concordance``)."""
     s, t = task_metrics.predictions(task, student_logits), task_metrics.predictions(task, teacher_logits)
+    if task.kind == "ranking":
+        return task_metrics.concordance(s, t)
     if task.kind == "regression":
         return float(np.corrcoef(s, t)[0, 1])
     if task.kind == "multilabel":
@@ -99,7 +134,7 @@ def evaluate(task: Task, model: nn.Module, data: SplitData, *, pad_id: int, opts
     """(metrics incl. teacher_agreement, logits [N, C]) of ``model`` on one split."""
     logits, _ = predict_arrays(model, data.enc, pad_id=pad_id, batch_size=opts.eval_batch_size, device=opts.device,
                                precision=opts.precision, on_progress=on_progress)
-    out = task_metrics.compute(task, logits, data.labels) if data.labels is not None else {}
+    out = task_metrics.compute(task, logits, data.gold, data.groups) if data.gold is not None else {}
     out["teacher_agreement"] = teacher_agreement(task, logits, data.teacher_logits)
     return out, logits
 
@@ -208,7 +243,8 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     total_steps = n_batches * opts.epochs
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear_schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
     ckpt_dir = run_dir / "checkpoint"
-    metric_key = task.primary_metric
+    # without gold on dev (ranking from a teacher's scores alone) the teacher is the yardstick
+    metric_key = task.primary_metric if dev.gold is not None else "teacher_agreement"
     state = {"epoch": 0, "batch": 0, "global_step": 0, "best": None, "best_epoch": None, "bad_evals": 0,
              "history": [], "train_seconds": 0.0, "epoch_seconds": []}
     if resume:
@@ -224,6 +260,7 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     t_logits = torch.from_numpy(np.ascontiguousarray(train.teacher_logits, dtype=np.float32))
     t_emb = torch.from_numpy(np.ascontiguousarray(train.teacher_embeddings, dtype=np.float32)) if use_hidden else None
     labels = torch.from_numpy(np.asarray(train.labels)) if train.labels is not None else None
+    labelled = torch.from_numpy(train.labelled) if train.labelled is not None else None  # transfer rows: False
     zero = torch.zeros((), device=device)
     bar = progress or (lambda desc, total: contextlib.nullcontext(None))
 
@@ -244,7 +281,13 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                 with autocast(device, opts.precision):
                     out = model(**batch)
                 logits = out.logits.float()
-                hard = losses.hard_loss(task.kind, logits, labels[idx].to(device)) if labels is not None and opts.alpha < 1 else zero
+                gold = None if labelled is None else labelled[idx].to(device)  # [B] rows with a gold label
+                if labels is None or opts.alpha == 1 or (gold is not None and not gold.any()):
+                    hard = zero
+                elif gold is None:
+                    hard = losses.hard_loss(task.kind, logits, labels[idx].to(device))
+                else:
+                    hard = losses.hard_loss(task.kind, logits[gold], labels[idx].to(device)[gold])
                 soft = losses.soft_loss(task.kind, logits, t_logits[idx].to(device), temperature=opts.temperature,
                                         kd_loss=opts.kd_loss) if opts.alpha > 0 else zero
                 hidden = losses.hidden_match(projector(out.pooled.float()), t_emb[idx].to(device), opts.hidden_loss) if use_hidden else zero

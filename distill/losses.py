@@ -48,16 +48,64 @@ def hidden_match(student_vec: torch.Tensor, teacher_vec: torch.Tensor, kind: str
     raise ValueError(f"unknown hidden loss {kind!r}")
 
 
+def kd_sigmoid_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-label KD: binary cross entropy of sigmoid(s/T) against the teacher's soft probabilities
+    sigmoid(t/T), times T² — Hinton et al. (2015) applied per label (each sigmoid is a 2-way softmax
+    over [z, 0]); the loss TextBrewer's issue #50 asks for. [B, C], [B, C] -> scalar (mean over B and C)."""
+    t = temperature
+    return F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t)) * (t * t)
+
+
+def rank_kd(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """Ranking KD: RankNet's logistic pairwise loss (Burges et al. 2005, "Learning to Rank using
+    Gradient Descent") over every in-batch pair the teacher orders, log(1 + exp(-(s_i - s_j))) for
+    t_i > t_j, so the student orders pairs as the teacher does. [B, 1] or [B], same -> scalar (mean
+    over ordered pairs; 0 when the teacher ties every pair)."""
+    s, t = student_scores.reshape(-1), teacher_scores.reshape(-1)
+    ahead = t[:, None] > t[None, :]  # [B, B] pairs (i, j) with t_i > t_j
+    if not ahead.any():
+        return s.sum() * 0.0
+    return F.softplus(-(s[:, None] - s[None, :])[ahead]).mean()
+
+
+def multilabel_bce(logits: torch.Tensor, labels: torch.Tensor, *, smoothing: float = 0.0, aux_weight: float = 1.0,
+                   pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The multi-label teacher's loss: BCE over C sigmoid outputs, the first label the main one and
+    the others auxiliary (weighted ``aux_weight``), targets smoothed to y(1-ε) + ε/2 (Szegedy et al.
+    2016) — the recipe of the Jigsaw multilingual kernels — and positives of label c weighted
+    ``pos_weight[c]`` (rare labels). logits [B, C], labels [B, C] 0/1, pos_weight [C] or None ->
+    scalar: the weighted mean per label cell."""
+    y = labels.float() * (1 - smoothing) + smoothing / 2
+    w = torch.full((logits.shape[-1],), aux_weight, device=logits.device, dtype=torch.float32)
+    w[0] = 1.0
+    cell = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none", pos_weight=pos_weight)  # [B, C]
+    return (cell * w).sum() / (w.sum() * logits.shape[0])
+
+
+def pair_margin(more: torch.Tensor, less: torch.Tensor, margin: float) -> torch.Tensor:
+    """Margin ranking loss on annotator pairs (Jigsaw 2022's severity teachers): max(0, margin -
+    (s_more - s_less)), mean over pairs. [P], [P] -> scalar."""
+    return F.margin_ranking_loss(more, less, torch.ones_like(more), margin=margin)
+
+
 def hard_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The gold-label term for a task kind: CE for classification, MSE for regression ([B, 1] vs [B])."""
+    """The gold-label term for a task kind: CE for classification, MSE for regression ([B, 1] vs [B]),
+    BCE for multi-label ([B, C] vs 0/1 [B, C])."""
     if kind == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, labels.float())
     return hard_ce(logits, labels)
 
 
 def soft_loss(kind: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float,
               kd_loss: str = "kl") -> torch.Tensor:
-    """The teacher term: ``kd_kl`` at T (or ``logits_mse``) for classification, MSE for regression."""
+    """The teacher term: ``kd_kl`` at T (or ``logits_mse``) for classification, ``kd_sigmoid_bce``
+    at T for multi-label, MSE for regression, ``rank_kd`` + MSE on the scores for ranking."""
+    if kind == "ranking":
+        return rank_kd(student_logits, teacher_logits) + logits_mse(student_logits, teacher_logits)
     if kind == "regression" or kd_loss == "mse":
         return logits_mse(student_logits, teacher_logits)
+    if kind == "multilabel":
+        return kd_sigmoid_bce(student_logits, teacher_logits, temperature)
     return kd_kl(student_logits, teacher_logits, temperature)

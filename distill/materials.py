@@ -3,12 +3,14 @@
 Layout (``RUN/materials/``)::
 
     manifest.json                 task, teacher, tokenizer, temperature, versions, per-split hashes
-    <split>/examples.jsonl        {"id", "text_a"[, "text_b"][, "label"]} — row i of every array below
+    <split>/examples.jsonl        {"id", "text_a"[, "text_b"][, "label"][, "group"]} — row i of every array below
     <split>/logits.npy            [N, C] float32 teacher logits
     <split>/soft.npy              [N, C] float32 softmax(logits / T) (sigmoid for multi-label,
                                   the raw score for regression)
     <split>/embeddings.npy        [N, H] float32 the pooled vector the teacher's head reads
-    <split>/labels.npy            [N] gold labels (int64 class ids or float32 scores), labelled splits only
+    <split>/labels.npy            [N] gold labels (int64 class ids or float32 scores; [N, C] float32 0/1
+                                  for multi-label), labelled splits only
+    <split>/pairs.npy             [P, 2] int64 ranking gold: rows (less, more) of annotator pairs, where given
 
 Arrays are plain ``.npy``: ``load(..., mmap=True)`` maps them without reading them whole. Readers
 match rows to their own data **by id** (``Materials.rows_for``), never by batch order, and
@@ -34,14 +36,14 @@ from distill.rundir import atomic_dir, read_json, write_json, write_npy, write_t
 from distill.tasks import Task
 
 FORMAT_VERSION = 1
-ARRAYS = ("logits", "soft", "embeddings", "labels")
+ARRAYS = ("logits", "soft", "embeddings", "labels", "pairs")
 
 
 def soft_targets(task: Task, logits: np.ndarray, temperature: float) -> np.ndarray:
     """Teacher targets at temperature T: softmax(z/T) [N, C] (Hinton et al. 2015), sigmoid(z/T) for
-    multi-label, and the raw prediction for regression (a score has no temperature)."""
+    multi-label, and the raw prediction for regression and ranking (a score has no temperature)."""
     z = np.asarray(logits, dtype=np.float64)
-    if task.kind == "regression":
+    if task.kind in ("regression", "ranking"):
         return z.astype(np.float32)
     if task.kind == "multilabel":
         return (1.0 / (1.0 + np.exp(-z / temperature))).astype(np.float32)
@@ -91,13 +93,17 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         arrays["embeddings"] = pooled.astype(np.float32)
     if examples.labels is not None:
         arrays["labels"] = examples.labels
+    if examples.pairs is not None:
+        arrays["pairs"] = np.asarray(examples.pairs, dtype=np.int64).reshape(-1, 2)
     lines = []
     for i, id_ in enumerate(examples.ids):
         row: dict[str, Any] = {"id": id_, "text_a": examples.text_a[i]}
         if examples.text_b is not None:
             row["text_b"] = examples.text_b[i]
         if examples.labels is not None:
-            row["label"] = examples.labels[i].item()
+            row["label"] = examples.labels[i].tolist()
+        if examples.groups is not None:
+            row["group"] = examples.groups[i]
         lines.append(json.dumps(row, ensure_ascii=False))
     with atomic_dir(mat_dir / split) as tmp:
         for name, arr in arrays.items():
@@ -105,7 +111,7 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         write_text(tmp / "examples.jsonl", "\n".join(lines) + "\n")
     manifest["splits"][split] = {
         "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
-        "labelled": examples.labels is not None, "source": examples.source,
+        "labelled": examples.gold is not None, "source": examples.source,
         "arrays": {k: list(v.shape) for k, v in arrays.items()},
     }
     write_json(mat_dir / "manifest.json", manifest)
@@ -125,17 +131,19 @@ class Materials:
     ids: list[str]
     text_a: list[str]
     text_b: list[str] | None
-    labels: np.ndarray | None  # [N] or None
+    labels: np.ndarray | None  # [N] (or [N, C] multi-label) or None
     logits: np.ndarray  # [N, C]
     soft: np.ndarray  # [N, C] targets at manifest["temperature"]
     embeddings: np.ndarray | None  # [N, H]
     manifest: dict
+    pairs: np.ndarray | None = None  # [P, 2] ranking gold (rows less, more) or None
+    groups: list[str] | None = None  # [N] per-example group (language) or None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def to_examples(self) -> Examples:
-        return Examples(self.ids, self.text_a, self.text_b, self.labels, f"materials:{self.split}")
+        return Examples(self.ids, self.text_a, self.text_b, self.labels, f"materials:{self.split}", self.pairs, self.groups)
 
     def rows_for(self, ids: list[str]) -> np.ndarray:
         """Row positions of ``ids`` in these materials; refuses ids the teacher never saw."""
@@ -194,14 +202,15 @@ def load(run_dir: str | os.PathLike, split: str, *, task: str | None = None, tea
             arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines() if line]
     for name, arr in arrays.items():
-        if arr.shape[0] != info["n"] or len(rows) != info["n"]:
+        if (name != "pairs" and arr.shape[0] != info["n"]) or len(rows) != info["n"]:
             raise DistillInputError(f"{folder}/{name}.npy has {arr.shape[0]} rows, the manifest says {info['n']}; "
                                     f"the materials are damaged, re-dump them")
     mat = Materials(
         split=split, ids=[r["id"] for r in rows], text_a=[r["text_a"] for r in rows],
         text_b=[r["text_b"] for r in rows] if rows and "text_b" in rows[0] else None,
         labels=arrays.get("labels"), logits=arrays["logits"], soft=arrays["soft"],
-        embeddings=arrays.get("embeddings"), manifest=manifest)
+        embeddings=arrays.get("embeddings"), manifest=manifest, pairs=arrays.get("pairs"),
+        groups=[r["group"] for r in rows] if rows and "group" in rows[0] else None)
     if ids_sha256(mat.ids) != info["ids_sha256"]:
         raise DistillInputError(f"{folder}/examples.jsonl does not match its manifest; the materials are damaged, re-dump them")
     return mat

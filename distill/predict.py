@@ -48,7 +48,12 @@ def resolve_run(run_dir: str | Path) -> Path:
     if not seeds:
         raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
     task = get_task(cfg["task"])
-    return max(seeds, key=lambda f: read_json(f).get(task.eval_splits[0], {}).get(task.primary_metric, float("-inf"))).parent
+
+    def score(f):  # the task metric on dev; the teacher agreement where dev has no gold (ranking by scores)
+        dev = read_json(f).get(task.eval_splits[0], {})
+        return dev.get(task.primary_metric, dev.get("teacher_agreement", float("-inf")))
+
+    return max(seeds, key=score).parent
 
 
 def eval_materials(run_dir: str | Path):
@@ -102,8 +107,8 @@ def run(cfg: PredictConfig) -> dict:
                                batch_size=cfg.batch_size, device=cfg.device)
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    if task.kind == "regression":
-        w.writerow(["id", "label"])
+    if task.kind in ("regression", "ranking"):
+        w.writerow(["id", "label" if task.kind == "regression" else "score"])
         labels = logits[:, 0]
         for id_, s in zip(ex.ids, labels):
             w.writerow([id_.removeprefix("input-"), f"{s:.6f}"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import shlex
@@ -59,6 +60,7 @@ class StudentConfig:
     kd_loss: str = "kl"  # kl (Hinton 2015, KL at T with T^2) | mse (Tang 2019, MSE on logits)
     hidden_loss: str = "cosine"  # cosine | mse, through a learned projection to the teacher width
     kd: bool = True  # learn from the teacher; --no-kd: gold labels only (alpha = beta = 0), the baseline
+    transfer_split: str = ""  # a materials split of unlabelled texts (dumped with --extra NAME=FILE) added to train with the teacher term only
     max_length: int = 0  # token limit per sentence; 0 = the teacher's
     seed: int = 42  # first seed (init, dropout, batch order)
     seeds: int = 1  # train this many seeds (seed, seed+1, ...) and report mean ± std
@@ -139,7 +141,7 @@ def _tuples(options: dict) -> dict:
 
 # Fields that must agree between a run and its --resume.
 _RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "alpha", "beta",
-                "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options")
+                "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options", "transfer_split")
 
 
 def command_line(cfg: StudentConfig) -> str:
@@ -193,18 +195,36 @@ def open_teacher_run(path: str, task: str | None) -> TeacherRun:
     return TeacherRun(root, manifest, get_task(manifest["task"]), model_dir)
 
 
+@functools.lru_cache(maxsize=2)
+def teacher_tokenizer(model_dir: str):
+    """The teacher's tokenizer (the students' too), loaded once per process."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
 def split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siamese: bool):
+    """One materials split, tokenised, as ``SplitData`` — cached per process (keyed by the split's
+    ids hash in the manifest), so tuning trials and seeds load and tokenise each split once."""
+    info = teacher.manifest["splits"].get(split, {})
+    return _split_data(str(teacher.root), split, tokenizer, max_length, siamese, teacher.task.name,
+                       teacher.manifest["teacher"]["weights_sha256"], info.get("ids_sha256"), info.get("text_sha256"))
+
+
+@functools.lru_cache(maxsize=6)
+def _split_data(root: str, split: str, tokenizer, max_length: int, siamese: bool, task: str, weights_sha: str,
+                ids_sha: str | None, text_sha: str | None):
     from distill import materials
     from distill.distiller import SplitData
     from distill.inference import encode
 
-    mat = materials.load(teacher.root, split, task=teacher.task.name,
-                         teacher_sha256=teacher.manifest["teacher"]["weights_sha256"])
+    mat = materials.load(root, split, task=task, teacher_sha256=weights_sha)
     ex = mat.to_examples()
     rows = mat.rows_for(ex.ids)  # identity here; the contract is rows by id, never by batch order
     enc = encode(tokenizer, ex, max_length, siamese=siamese)
     return SplitData(ex.ids, enc, None if mat.labels is None else np.asarray(mat.labels)[rows],
-                     np.asarray(mat.logits)[rows], None if mat.embeddings is None else np.asarray(mat.embeddings)[rows])
+                     np.asarray(mat.logits)[rows], None if mat.embeddings is None else np.asarray(mat.embeddings)[rows],
+                     pairs=None if mat.pairs is None else np.asarray(mat.pairs), groups=mat.groups)
 
 
 def build_student(arch: str, options: dict, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool,
@@ -257,7 +277,6 @@ def model_card(cfg: StudentConfig, meta: dict, metrics: dict, summary: dict, tea
 
 def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
     import torch
-    from transformers import AutoTokenizer
 
     from distill.distiller import FitOptions, evaluate, fit, save_model
     from students.base import load_teacher_weights
@@ -269,7 +288,8 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
         if not cfg_file.is_file():
             raise DistillInputError(f"--resume: {run_dir} holds no student run (no config.json); drop --resume to start one")
         old = read_json(cfg_file)
-        diff = [k for k in _RESUME_KEYS if old.get(k) != json.loads(json.dumps(getattr(cfg, k)))]
+        defaults = StudentConfig()  # a setting newer than the run counts as its default
+        diff = [k for k in _RESUME_KEYS if old.get(k, getattr(defaults, k)) != json.loads(json.dumps(getattr(cfg, k)))]
         if diff:
             raise DistillInputError(f"--resume: {run_dir} was started with other {', '.join('--' + k.replace('_', '-') for k in diff)}; "
                                     f"repeat the original flags or use a new --output-dir")
@@ -279,14 +299,28 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it or choose a new --output-dir")
 
-    tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
+    tokenizer = teacher_tokenizer(str(teacher.model_dir))
     from students import ARCHS
 
     siamese = ARCHS[cfg.arch][1].pair_input == "siamese"
     train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
     eval_split = task.eval_splits[0]
     dev = split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
-    if dev.labels is None:
+    if cfg.transfer_split:
+        if not cfg.kd:
+            raise DistillInputError("--transfer-split needs the teacher (its rows have no gold label); drop --no-kd")
+        if cfg.transfer_split not in teacher.manifest["splits"]:
+            raise DistillInputError(f"--transfer-split {cfg.transfer_split}: {teacher.root} has no such materials split; dump it with "
+                                    f"python -m distill.teach --output-dir {teacher.root} --dump-only --extra {cfg.transfer_split}=FILE")
+        from distill.distiller import add_transfer
+
+        held = [split_data(teacher, s, tokenizer, cfg.max_length, siamese) for s in teacher.manifest["splits"]
+                if s not in ("train", cfg.transfer_split) and teacher.manifest["splits"][s].get("labelled")]
+        n_train = len(train)
+        train, dropped = add_transfer(train, split_data(teacher, cfg.transfer_split, tokenizer, cfg.max_length, siamese), held)
+        log.info("transfer split %s: %d rows added to %d training rows (%d dropped: also in train or a labelled split)",
+                 cfg.transfer_split, len(train) - n_train, n_train, dropped)
+    if dev.gold is None and task.kind != "ranking":
         raise DistillInputError(f"materials split {eval_split!r} has no gold labels; the student needs them for early stopping")
     if train.labels is None and cfg.alpha < 1:
         raise DistillInputError("the train materials have no gold labels; use --alpha 1 (teacher targets only)")
@@ -330,7 +364,7 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     best, _, _ = load_student(run_dir / "model")
     metrics = {}
     for split, info in teacher.manifest["splits"].items():
-        if not info.get("labelled") or split == "train":
+        if split == "train" or (not info.get("labelled") and split != eval_split):  # dev always (ranking: vs the teacher)
             continue
         data = dev if split == eval_split else split_data(teacher, split, tokenizer, cfg.max_length, siamese)
         metrics[split], _ = evaluate(task, best, data, pad_id=tokenizer.pad_token_id, opts=opts)
@@ -363,6 +397,12 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
     base = cfg.resolved()
     base = dataclasses.replace(base, max_length=base.max_length or int(teacher.manifest["max_length"]),
                                temperature=base.temperature or float(teacher.manifest["temperature"]))
+    if teacher.task.kind == "ranking":
+        # a comment has no gold of its own (annotators rank pairs), so the teacher's scores are the whole target
+        if not base.kd:
+            raise DistillInputError(f"{teacher.task.name}: --no-kd has nothing to learn from (comments carry no gold "
+                                    f"label, only the teacher's score); drop --no-kd")
+        base = dataclasses.replace(base, alpha=1.0)
     if base.seeds == 1:
         return _run_one(base, teacher, show_progress, trial_hook)
     root = Path(base.output_dir)

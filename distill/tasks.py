@@ -32,13 +32,15 @@ class Task:
     """A task: data source, inputs, head and metrics."""
 
     name: str  # CLI name, e.g. "sst2"
-    kind: Kind  # head and loss family
+    kind: Kind  # head and loss family: classification (softmax), regression (one score), multilabel (sigmoids), ranking (one score ordered by pairs)
     label_names: tuple[str, ...]  # index order of the logits; ("score",) for regression
-    metrics: tuple[str, ...]  # names from distill.metrics; the first one selects checkpoints
+    metrics: tuple[str, ...]  # names from distill.metrics; the first one selects checkpoints (auc also reports auc_<label> / auc_<lang>)
     glue_dir: str | None = None  # folder name under a classic glue_data/, e.g. "SST-2"
     hub: tuple[str, str] | None = None  # (path, config) for datasets.load_dataset
     hub_text_fields: tuple[str, ...] = ()  # text fields in the Hub dataset
     splits: dict[str, SplitFile] = field(default_factory=dict)
+    loader: str = "glue"  # reader in distill.data: glue (TSV / Hub) or jigsaw2018 | jigsaw2022 | jigsaw2020 (Kaggle CSVs)
+    positive: int = 1  # classification: the label whose probability ROC AUC scores (binary tasks)
 
     @property
     def num_labels(self) -> int:
@@ -96,6 +98,32 @@ TASKS: dict[str, Task] = {
               ("sentence1", "sentence2"), "label", ("sentence1", "sentence2")),
     ]
 }
+
+
+def _jigsaw(name, loader, kind, labels, metrics, splits) -> Task:
+    """A Jigsaw task: Kaggle CSVs only (the Hub has no copy that loads offline or without terms)."""
+    return Task(name, kind, labels, metrics, splits={s: SplitFile(f, (col,), lab) for s, (f, col, lab) in splits.items()},
+                loader=loader)
+
+
+# Jigsaw: the three Kaggle competitions (files and schemas in distill.jigsaw). Dev splits that Kaggle
+# does not ship are held out of train (--valid-fraction / --folds).
+TASKS.update({
+    t.name: t
+    for t in [
+        _jigsaw("jigsaw-toxic", "jigsaw2018", "multilabel",
+                ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"), ("auc",),
+                {"train": ("train.csv", "comment_text", "toxic"), "dev": ("train.csv", "comment_text", "toxic"),
+                 "test": ("test.csv", "comment_text", "toxic")}),
+        # one score per comment; gold = annotator pairs (less_toxic, more_toxic); "comments" = comments_to_score.csv
+        _jigsaw("jigsaw-severity", "jigsaw2022", "ranking", ("score",), ("pair_agreement",),
+                {"train": ("validation_data.csv", "text", None), "dev": ("validation_data.csv", "text", None),
+                 "comments": ("comments_to_score.csv", "text", None)}),
+        _jigsaw("jigsaw-multilingual", "jigsaw2020", "classification", ("non_toxic", "toxic"), ("auc",),
+                {"train": ("jigsaw-toxic-comment-train.csv", "comment_text", "toxic"),
+                 "dev": ("validation.csv", "comment_text", "toxic"), "test": ("test.csv", "content", None)}),
+    ]
+})
 
 
 def get_task(name: str) -> Task:

@@ -44,10 +44,10 @@ DEVICES = ("auto", "cpu", "cuda")
 @field_docs
 @dataclass
 class TeachConfig:
-    task: str = "sst2"  # task name from distill.tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)
-    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), a Hub name (bert-base-uncased) or a local folder
+    task: str = "sst2"  # task name from distill.tasks (GLUE: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; Jigsaw: jigsaw-toxic, jigsaw-severity, jigsaw-multilingual)
+    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), a Hub name (bert-base-uncased), a local folder or a teacher run
     pooling: str = "auto"  # sentence vector for the head: auto (the teacher's own: mean for sentence-transformers folders like MiniLM, else cls) | cls | mean
-    data_dir: str | None = None  # classic glue_data folder; leave out to load the task from the Hub
+    data_dir: str | None = None  # classic glue_data folder (GLUE; leave out to load from the Hub), or the Kaggle files' folder (Jigsaw)
     output_dir: str = ""  # run directory (default runs/teach-<task>)
     epochs: float = 3.0  # BERT fine-tunes for 2-4 epochs (Devlin et al. 2019)
     lr: float = 1e-4  # peak AdamW lr; small MiniLM wants 1e-4, use 2e-5..5e-5 for bert-base/large
@@ -73,6 +73,15 @@ class TeachConfig:
     temperature: float = 2.0  # T of the stored soft targets softmax(z/T); students may re-derive from logits
     keep_checkpoints: bool = False  # keep RUN/checkpoints (optimiser state) after training finishes
     skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
+    valid_fraction: float = 0.1  # Jigsaw: share of train held out as dev (Kaggle ships no dev), stratified, seeded
+    folds: int = 0  # Jigsaw: k-fold instead of --valid-fraction, dev = fold --fold of K (0 = off)
+    fold: int = 0  # Jigsaw: which fold (0-based) is dev when --folds is set
+    holdout_seed: int = 42  # seed of the held-out dev split; fixed apart from --seed so every run sees the same split
+    label_smoothing: float = 0.0  # multi-label: BCE targets y(1-e) + e/2
+    aux_weight: float = 1.0  # multi-label: loss weight of the labels after the first (toxic is the main label)
+    pos_weight: str = "sqrt"  # multi-label: weight of each label's positives, sqrt (sqrt(neg/pos) on train: rare labels like threat get learnt) | none
+    margin: float = 0.5  # ranking: margin of the margin ranking loss on (more, less) toxic pairs
+    label_weights: tuple[str, ...] = ()  # ranking from a multi-label teacher: LABEL=W terms of score = sum W*sigmoid(logit) (default all 1)
 
     def validate(self) -> Task:
         """Check every flag before anything is read or written; returns the task."""
@@ -92,6 +101,9 @@ class TeachConfig:
             (self.save_steps > 0 and self.log_every > 0, "--save-steps and --log-every must be > 0"),
             (self.evals_per_epoch >= 1, "--evals-per-epoch must be >= 1"),
             (not (self.resume and self.dump_only), "--resume and --dump-only exclude each other"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.aux_weight >= 0 and self.margin >= 0, "--aux-weight and --margin must be >= 0"),
+            (self.pos_weight in ("sqrt", "none"), "--pos-weight must be sqrt or none"),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,7 +118,19 @@ class TeachConfig:
                 raise DistillInputError(f"--extra {e!r} must be NAME=FILE with a NAME of letters, digits, - or _")
             if name in task.splits or names.count(name) > 1:
                 raise DistillInputError(f"--extra name {name!r} clashes with another split; choose another NAME")
+        self.holdout().validate()
+        for w in self.label_weights:
+            name, _, value = w.partition("=")
+            try:
+                float(value)
+            except ValueError:
+                raise DistillInputError(f"--label-weights {w!r} must be LABEL=NUMBER, e.g. severe_toxic=2") from None
         return task
+
+    def holdout(self):
+        from distill.jigsaw import Holdout
+
+        return Holdout(self.valid_fraction, self.folds, self.fold, self.holdout_seed)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **overrides) -> "TeachConfig":
@@ -116,7 +140,7 @@ class TeachConfig:
         merged = {k: v for k, v in saved.items() if k in known}
         merged.update(overrides, output_dir=str(run_dir))
         merged["device"] = overrides.get("device", "auto")  # the saved device is the machine's, not the user's
-        for k in ("splits", "extra"):
+        for k in ("splits", "extra", "label_weights"):
             merged[k] = tuple(merged.get(k) or ())
         return cls(**merged)
 
@@ -136,7 +160,8 @@ class TeachConfig:
 # Fields that must agree between a run and its --resume (the rest, e.g. --splits, may change).
 _RESUME_KEYS = ("task", "teacher", "pooling", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
                 "warmup_ratio", "max_grad_norm", "max_length", "max_train_samples", "seed", "precision",
-                "evals_per_epoch")
+                "evals_per_epoch", "valid_fraction", "folds", "fold", "holdout_seed", "label_smoothing", "aux_weight",
+                "margin", "pos_weight")
 
 
 def _seed_everything(seed: int) -> None:
@@ -193,12 +218,31 @@ def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Example
     wanted = list(cfg.splits or task.splits)
     if training:
         wanted = list(dict.fromkeys(["train", *task.eval_splits, *wanted]))
-    data = {s: load_split(task, s, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows) for s in wanted}
+    data = {s: load_split(task, s, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout()) for s in wanted}
+    if training and data["train"].gold is None:
+        raise DistillInputError(
+            f"{data['train'].source} gives {task.name} no gold to train on"
+            + ("; put Kaggle's validation_data.csv (annotator pairs) in --data-dir, or score the comments with a "
+               "fine-tuned jigsaw-toxic teacher: --teacher TOXIC_RUN --dump-only" if task.kind == "ranking" else ""))
     for e in cfg.extra:
         name, _, path = e.partition("=")
         first = task.splits["train"]
         data[name] = read_text_file(path, split=name, pair=task.is_pair, text_columns=first.text_columns)
     return data
+
+
+def _derive_score(model, label_weights: tuple[str, ...]) -> None:
+    """Turn a multi-label (Jigsaw 2018) teacher into a severity scorer: score = sum_l w_l * sigmoid(z_l),
+    recorded in its config (``distill_score_weights``) so every later load scores the same way."""
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    weights = dict.fromkeys(names, 1.0)
+    for w in label_weights:
+        name, _, value = w.partition("=")
+        if name not in weights:
+            raise DistillInputError(f"--label-weights {w!r}: the teacher has no label {name!r} (it has {', '.join(names)})")
+        weights[name] = float(value)
+    model.config.distill_score_weights = [weights[n] for n in names]
+    log.info("severity score = %s", " + ".join(f"{w:g}*p({n})" for n, w in weights.items()))
 
 
 def _bar(show: bool, description: str, total: int):
@@ -242,7 +286,10 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     # dump-only needs a fine-tuned head as it is; training (re)initialises the head for the task
     model, tokenizer = load_teacher(source, task=None if cfg.dump_only else task,
                                     pooling="auto" if source == str(best_dir) else cfg.pooling)
-    if cfg.dump_only and source == cfg.teacher and model.config.num_labels != task.num_labels:
+    if cfg.dump_only and source == cfg.teacher and task.kind == "ranking" and \
+            model.config.problem_type == "multi_label_classification":
+        _derive_score(model, cfg.label_weights)
+    elif cfg.dump_only and source == cfg.teacher and model.config.num_labels != task.num_labels:
         raise DistillInputError(f"--dump-only --teacher {cfg.teacher}: its head has {model.config.num_labels} labels, "
                                 f"{task.name} needs {task.num_labels}; fine-tune it first")
 
@@ -259,13 +306,13 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     if training:
         t0 = time.perf_counter()
         train_enc = encode(tokenizer, data["train"], cfg.max_length)
-        evals = {s: (encode(tokenizer, data[s], cfg.max_length), data[s].labels) for s in task.eval_splits}
+        evals = {s: (encode(tokenizer, data[s], cfg.max_length), data[s].gold) for s in task.eval_splits}
         callbacks = []
         if show_progress:
             from distill.progress import TrainerProgress
 
             callbacks.append(TrainerProgress())
-        summary = finetune(model, tokenizer, task, train_enc, data["train"].labels, evals, cfg, run_dir, jlog,
+        summary = finetune(model, tokenizer, task, train_enc, data["train"].gold, evals, cfg, run_dir, jlog,
                            resume=cfg.resume, callbacks=callbacks)
         timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
         write_json(run_dir / "train_summary.json", summary)
@@ -291,7 +338,8 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     t0 = time.perf_counter()
     n_total = 0
     for split in dump_splits:
-        ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows)
+        ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows,
+                                                          holdout=cfg.holdout())
         ts = time.perf_counter()
         enc = encode(tokenizer, ex, cfg.max_length)
         with _bar(show_progress, f"dump {split}", len(ex)) as b:
@@ -303,8 +351,8 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         n_total += len(ex)
         jlog("dump", split=split, n=len(ex), seconds=round(secs, 3), examples_per_s=round(len(ex) / secs, 1),
              tokens=int(enc.lengths.sum()))
-        if ex.labels is not None:
-            metrics[split] = task_metrics.compute(task, logits, ex.labels)
+        if ex.gold is not None:
+            metrics[split] = task_metrics.compute(task, logits, ex.gold, ex.groups)
             write_json(run_dir / "metrics.json", metrics)
     timings["dump_s"] = time.perf_counter() - t0
     timings["dump_examples_per_s"] = n_total / max(timings["dump_s"], 1e-9)

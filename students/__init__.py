@@ -3,6 +3,7 @@
 Every student is a ``students.base.Student`` with a typed config, returning ``distill.modeling.ModelOutput``.
 """
 
+from students import bilstm, cnn, transformer
 from students.base import Student
 from students.bilstm import BiLSTM, BiLSTMConfig
 from students.cnn import CNNConfig, TextCNN
@@ -15,4 +16,7 @@ ARCHS: dict[str, tuple[type, type[Student]]] = {
     "transformer": (TransformerConfig, TransformerStudent),
 }
 
-__all__ = ["ARCHS", "BiLSTM", "BiLSTMConfig", "CNNConfig", "Student", "TextCNN", "TransformerConfig", "TransformerStudent"]
+# --arch name -> its Optuna search space (plain data: {name: {"low", "high"[, "log"]} or {"choices"}})
+SEARCH_SPACES: dict[str, dict] = {"cnn": cnn.SEARCH_SPACE, "bilstm": bilstm.SEARCH_SPACE, "transformer": transformer.SEARCH_SPACE}
+
+__all__ = ["ARCHS", "SEARCH_SPACES", "BiLSTM", "BiLSTMConfig", "CNNConfig", "Student", "TextCNN", "TransformerConfig", "TransformerStudent"]

@@ -27,6 +27,18 @@ class BiLSTMConfig:
         check_embedding_options(self.embed_dim, self.embedding)
 
 
+# Optuna search space (plain data, see distill.tune) around Tang et al. (2019) and the defaults.
+SEARCH_SPACE = {
+    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+    "alpha": {"low": 0.3, "high": 1.0},
+    "temperature": {"choices": [1.0, 2.0, 4.0]},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "hidden": {"choices": [100, 150, 300]},
+    "mlp_hidden": {"choices": [100, 200, 400]},
+    "embed_dim": {"choices": [128, 256, 0]},
+}
+
+
 def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
     """[B, L] 0/1 mask of right-padded rows -> [B, L] gather index that reverses each row's real
     tokens (position t < n -> n-1-t) and leaves its padding where it is."""

@@ -30,6 +30,19 @@ class CNNConfig:
         check_embedding_options(self.embed_dim, self.embedding)
 
 
+# Optuna search space (plain data, see distill.tune): training knobs and this arch's options.
+# Ranges around Kim (2014) and the defaults; a smaller embed_dim is the main speed lever.
+SEARCH_SPACE = {
+    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+    "alpha": {"low": 0.3, "high": 1.0},
+    "temperature": {"choices": [1.0, 2.0, 4.0]},
+    "dropout": {"low": 0.2, "high": 0.6},
+    "num_filters": {"choices": [64, 100, 150, 200]},
+    "embed_dim": {"choices": [128, 256, 0]},
+    "embedding": {"choices": ["sparse", "frozen"]},
+}
+
+
 class TextCNN(SiameseStudent):
     arch = "cnn"
 

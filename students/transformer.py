@@ -36,6 +36,17 @@ class TransformerConfig:
             raise ValueError(f"--embedding must be dense or frozen for the transformer (of {', '.join(EMBEDDING_MODES)})")
 
 
+# Optuna search space (plain data, see distill.tune): fine-tuning knobs of a teacher-initialised encoder.
+SEARCH_SPACE = {
+    "lr": {"low": 3e-5, "high": 3e-4, "log": True},
+    "alpha": {"low": 0.3, "high": 1.0},
+    "temperature": {"choices": [1.0, 2.0, 4.0]},
+    "beta": {"choices": [0.0, 0.5, 1.0]},
+    "dropout": {"low": 0.0, "high": 0.2},
+    "layers": {"choices": [2, 3, 4]},
+}
+
+
 class TransformerStudent(Student):
     """transformers' BertModel, masked mean pooling, dropout, linear head. Pairs are packed."""
 

@@ -19,6 +19,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from distill import losses
 from distill import metrics as task_metrics
 from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
 from distill.tasks import Task
@@ -93,13 +94,114 @@ def _dataset(enc, labels):
     return datasets.Dataset.from_dict(cols)
 
 
-def finetune(model, tokenizer, task: Task, train_enc, train_labels: np.ndarray, evals: dict, cfg, run_dir: Path,
+def _pair_dataset(enc, pairs: np.ndarray):
+    """Ranking: one row per annotator pair, the more toxic comment in ``input_ids``, the less toxic
+    in ``input_ids_b``; ``length`` (both together) drives the length-grouped sampler."""
+    import datasets
+
+    less, more = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+    return datasets.Dataset.from_dict({
+        "input_ids": [enc.input_ids[i] for i in more], "input_ids_b": [enc.input_ids[i] for i in less],
+        "length": (enc.lengths[pairs[:, 0]] + enc.lengths[pairs[:, 1]]).tolist()})
+
+
+def _ranking_eval_dataset(enc):
+    """Ranking dev: single comments; ``labels`` = the row, so compute_metrics can place each score."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"input_ids": enc.input_ids, "labels": [float(i) for i in range(len(enc))]})
+
+
+class PairCollator:
+    """Pads single comments as DataCollatorWithPadding does, and pairs (``input_ids_b``) side by side."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features):
+        if "input_ids_b" not in features[0]:
+            return self.pad([{k: v for k, v in f.items() if k != "length"} for f in features])
+        a = self.pad([{"input_ids": f["input_ids"]} for f in features])
+        b = self.pad([{"input_ids": f["input_ids_b"]} for f in features])
+        return {"input_ids": a["input_ids"], "attention_mask": a["attention_mask"],
+                "input_ids_b": b["input_ids"], "attention_mask_b": b["attention_mask"]}
+
+
+def label_pos_weight(labels: np.ndarray, mode: str) -> np.ndarray | None:
+    """Per-label weight of the positives in the BCE: "sqrt" = sqrt(negatives / positives) of the
+    train labels [N, C] (a label with 13 positives in 1,440 rows, like threat in the 2018 sample, is
+    otherwise never learnt), "none" = None."""
+    if mode == "none":
+        return None
+    pos = labels.sum(0)
+    return np.sqrt((len(labels) - pos) / np.maximum(pos, 1.0)).astype(np.float32)
+
+
+class DistillTrainer(Trainer):
+    """Trainer with the losses transformers' heads lack: multi-label BCE with label smoothing and
+    auxiliary-label weights, and the margin ranking loss on (more, less) toxic pairs (Jigsaw 2022)."""
+
+    def __init__(self, *args, task: Task, label_smoothing: float = 0.0, aux_weight: float = 1.0, margin: float = 0.5,
+                 pos_weight: np.ndarray | None = None, **kwargs):
+        import torch
+
+        super().__init__(*args, **kwargs)
+        self.task, self.smoothing, self.aux_weight, self.margin = task, label_smoothing, aux_weight, margin
+        self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight)
+        if task.kind in ("multilabel", "ranking"):
+            self.loss_is_scaled_for_ga = False  # our losses are per-batch means; Trainer divides by accumulation
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+
+        if self.task.kind == "multilabel":
+            labels = inputs.pop("labels")
+            out = model(**inputs)
+            pw = None if self.pos_weight is None else self.pos_weight.to(out.logits.device)
+            loss = losses.multilabel_bce(out.logits, labels, smoothing=self.smoothing, aux_weight=self.aux_weight,
+                                         pos_weight=pw)
+            return (loss, out) if return_outputs else loss
+        if self.task.kind == "ranking":
+            if "input_ids_b" not in inputs:  # evaluation: single comments, no loss
+                inputs = {k: v for k, v in inputs.items() if k != "labels"}
+                out = model(**inputs)
+                loss = torch.zeros((), device=out.logits.device)
+                return (loss, out) if return_outputs else loss
+            more = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            less = model(input_ids=inputs["input_ids_b"], attention_mask=inputs["attention_mask_b"])
+            s_more, s_less = more.logits[:, 0].float(), less.logits[:, 0].float()
+            loss = losses.pair_margin(s_more, s_less, self.margin)
+            return (loss, more) if return_outputs else loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, evals: dict, cfg, run_dir: Path,
              jlog: JsonlLog, *, resume: bool, callbacks=()) -> dict:
-    """Fine-tune ``model`` on the encoded train split; evaluate ``evals`` ({split: (enc, labels)}) each
-    epoch; keep the best model in ``run_dir/best``. Returns Trainer's train summary."""
+    """Fine-tune ``model`` on the encoded train split; evaluate ``evals`` ({split: (enc, gold)}) each
+    epoch; keep the best model in ``run_dir/best``. Returns Trainer's train summary.
+
+    ``train_gold`` is the labels, or for ranking the annotator pairs [P, 2] (rows less, more)."""
     ckpt_dir = run_dir / "checkpoints"
     eval_split = task.eval_splits[0]
-    steps_per_epoch = math.ceil(len(train_labels) / (cfg.batch_size * cfg.grad_accum))
+    ranking = task.kind == "ranking"
+    if ranking:
+        train_ds = _pair_dataset(train_enc, train_gold)
+        eval_ds = {split: _ranking_eval_dataset(enc) for split, (enc, _) in evals.items()}
+        dev_pairs = evals[eval_split][1]
+
+        def compute_metrics(p):  # scores back in row order (labels hold the rows), then the pair metric
+            scores = np.zeros(len(p.label_ids), dtype=np.float64)
+            scores[np.asarray(p.label_ids).astype(np.int64)] = np.asarray(p.predictions).reshape(-1)
+            return task_metrics.compute(task, scores[:, None], dev_pairs)
+    else:
+        if task.kind == "multilabel":
+            train_gold = train_gold.astype(np.float32)  # BCE targets
+        train_ds = _dataset(train_enc, train_gold)
+        eval_ds = {split: _dataset(enc, labels) for split, (enc, labels) in evals.items()}
+
+        def compute_metrics(p):
+            return task_metrics.compute(task, p.predictions, p.label_ids)
+    steps_per_epoch = math.ceil(len(train_gold) / (cfg.batch_size * cfg.grad_accum))
     eval_steps = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -126,15 +228,21 @@ def finetune(model, tokenizer, task: Task, train_enc, train_labels: np.ndarray, 
         train_sampling_strategy="group_by_length",  # batches of similar length: less padding
         disable_tqdm=True,
         dataloader_num_workers=0,
+        remove_unused_columns=not ranking,  # the pair columns are ours, not the model's forward arguments
     )
-    trainer = Trainer(
+    trainer = DistillTrainer(
         model=model,
         args=args,
-        train_dataset=_dataset(train_enc, train_labels),
-        eval_dataset={split: _dataset(enc, labels) for split, (enc, labels) in evals.items()},
-        data_collator=DataCollatorWithPadding(tokenizer),
+        task=task,
+        label_smoothing=cfg.label_smoothing,
+        aux_weight=cfg.aux_weight,
+        margin=cfg.margin,
+        pos_weight=label_pos_weight(train_gold, cfg.pos_weight) if task.kind == "multilabel" else None,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=PairCollator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=lambda p: task_metrics.compute(task, p.predictions, p.label_ids),
+        compute_metrics=compute_metrics,
         callbacks=[KeepBest(run_dir / "best", f"eval_{eval_split}_{task.primary_metric}", tokenizer, cfg.patience, jlog),
                    LogToJsonl(jlog), *callbacks],
     )

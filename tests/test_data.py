@@ -9,7 +9,10 @@ from distill.tasks import TASKS, get_task
 
 
 def test_task_table_covers_glue():
-    assert set(TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
+    assert set(TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli",
+                          "jigsaw-toxic", "jigsaw-severity", "jigsaw-multilingual"}
+    assert {t.kind for t in TASKS.values()} == {"classification", "regression", "multilabel", "ranking"}
+    assert get_task("jigsaw-toxic").num_labels == 6 and not get_task("jigsaw-toxic").is_pair
     assert get_task("cola").primary_metric == "mcc"
     assert get_task("mrpc").metrics == ("f1", "accuracy") and get_task("qqp").metrics == ("f1", "accuracy")
     assert get_task("stsb").kind == "regression" and get_task("stsb").metrics == ("pearson", "spearman")

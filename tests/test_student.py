@@ -257,3 +257,33 @@ def test_resume_from_the_command_line_needs_only_the_run(sst2_run, tmp_path):
     first = run(student_cfg(sst2_run["run_dir"], out, epochs=2, arch="bilstm", options={"hidden": 8}))
     assert main(["--output-dir", str(out), "--resume"]) == 0  # materials, arch and options from config.json
     assert json.loads((out / "metrics.json").read_text())["dev"] == first["metrics"]["dev"]
+
+
+def test_transfer_split_adds_teacher_only_rows(sst2_run, tmp_path):
+    """--transfer-split: unlabelled rows the teacher labelled join train with the teacher term only;
+    rows that repeat a train/dev text are dropped (no held-out text leaks in as input)."""
+    from distill.distiller import add_transfer
+    from distill.student import open_teacher_run, split_data, teacher_tokenizer
+    import shutil
+
+    from distill.teach import TeachConfig
+    from distill.teach import run as teach
+
+    root = tmp_path / "teacher"
+    shutil.copytree(sst2_run["run_dir"], root)  # the session's teacher run stays as it is
+    dev = materials.load(root, "dev")
+    extra = tmp_path / "transfer.txt"
+    extra.write_text("\n".join(["an utterly new sentence", "another unseen one", dev.text_a[0], dev.text_a[1]]) + "\n")
+    teach(TeachConfig.from_run(root, dump_only=True, splits=("dev",), extra=(f"transfer={extra}",), device="cpu"))
+    teacher = open_teacher_run(root, None)
+    tok = teacher_tokenizer(str(teacher.model_dir))
+    train, tr, dv = (split_data(teacher, s, tok, 32, True) for s in ("train", "transfer", "dev"))
+    merged, dropped = add_transfer(train, tr, [dv])
+    assert dropped == 2 and len(merged) == len(train) + 2
+    assert merged.labelled.tolist() == [True] * len(train) + [False, False]
+    assert merged.ids[-2:] == ["transfer-0", "transfer-1"]
+    np.testing.assert_array_equal(merged.teacher_logits[-2:], tr.teacher_logits[:2])
+    out = run(student_cfg(root, tmp_path / "cnn", transfer_split="transfer", epochs=2, lr=5e-3))
+    assert out["metrics"]["dev"]["accuracy"] >= 0.85
+    with pytest.raises(DistillInputError, match="no such materials split"):
+        run(student_cfg(root, tmp_path / "x", transfer_split="nope"))
