@@ -157,12 +157,15 @@ def _pruner(name: str):
     return optuna.pruners.NopPruner()
 
 
-def open_study(cfg: TuneConfig, run_dir: Path):
+def open_study(cfg: TuneConfig, run_dir: Path, salt: int = 0):
+    """The study, created or loaded. ``salt`` offsets the sampler seed: each worker, and each
+    continuation of a study, must not replay the same random draws as the others."""
     import optuna
 
     directions = ["maximize", "minimize"] if cfg.objective == "pareto" else ["maximize"]
-    sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed) if cfg.objective == "pareto" else \
-        optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5)
+    seed = cfg.seed + salt
+    sampler = optuna.samplers.NSGAIISampler(seed=seed) if cfg.objective == "pareto" else \
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     return optuna.create_study(storage=_storage(cfg, run_dir), study_name=cfg.study, directions=directions,
                                sampler=sampler, pruner=_pruner(cfg.pruner), load_if_exists=True)
 
@@ -250,7 +253,7 @@ def objective_fn(cfg: TuneConfig, run_dir: Path, space: dict):
     return objective
 
 
-def _worker(cfg: TuneConfig, run_dir: str, threads: int) -> None:
+def _worker(cfg: TuneConfig, run_dir: str, threads: int, index: int = 0) -> None:
     """One worker process: load once, then take trials until the study has ``cfg.trials`` finished."""
     import optuna
     import torch
@@ -263,7 +266,8 @@ def _worker(cfg: TuneConfig, run_dir: str, threads: int) -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("distill.distiller").setLevel(logging.WARNING)
     run_dir = Path(run_dir)
-    study = open_study(cfg, run_dir)
+    existing = len(open_study(cfg, run_dir).get_trials(deepcopy=False))
+    study = open_study(cfg, run_dir, salt=1000 * index + existing)  # new draws per worker and per continuation
     left = cfg.trials - _finished(study)
     if left <= 0:
         return
@@ -320,7 +324,7 @@ def run(cfg: TuneConfig, *, show_progress: bool = False) -> dict:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-        procs = [ctx.Process(target=_worker, args=(cfg, str(run_dir), threads)) for _ in range(cfg.workers)]
+        procs = [ctx.Process(target=_worker, args=(cfg, str(run_dir), threads, i)) for i in range(cfg.workers)]
         for p in procs:
             p.start()
         for p in procs:
@@ -431,6 +435,8 @@ def print_summary(summary: dict) -> None:
 
     from distill.progress import console
 
+    if not console.is_terminal:  # a log file: wide enough that the params column does not fold
+        console.width = 220
     t = Table(title=f"study {summary['study']} ({summary['objective']}): {summary['trials']}")
     for col in ("trial", "state", "dev metric", "latency ms", "epochs", "seconds", "params"):
         t.add_column(col)

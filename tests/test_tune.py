@@ -91,3 +91,12 @@ def test_bad_space_and_changed_flags_are_refused(sst2_run, space_file, study_run
         run(tune_cfg(sst2_run, space_file, study_run["run_dir"], epochs=5))
     assert isinstance(open_study(tune_cfg(sst2_run, space_file, study_run["run_dir"]).resolved("sst2"),
                                  Path(study_run["run_dir"])), optuna.Study)
+
+
+def test_continuation_and_workers_draw_new_settings(sst2_run, space_file, tmp_path):
+    """A continued study (or a second worker) must not replay the first run's random draws."""
+    cfg = tune_cfg(sst2_run, space_file, tmp_path / "s", trials=2, pruner="none")
+    run(cfg)
+    run(TuneConfig(**{**cfg.__dict__, "trials": 4}))
+    lrs = [t.params["lr"] for t in open_study(cfg.resolved("sst2"), tmp_path / "s").get_trials()]
+    assert len(lrs) == 4 and len(set(lrs)) == 4
