@@ -56,14 +56,17 @@ class Examples:
 
     def text_sha256(self) -> str:
         """Hash of ids and texts: materials record it, readers compare it."""
-        h = hashlib.sha256()
+        return self.update_text_hash(hashlib.sha256()).hexdigest()
+
+    def update_text_hash(self, h):
+        """Feed ids and texts into ``h``; chunk after chunk gives the hash of the whole split."""
         for i, a in enumerate(self.text_a):
             h.update(self.ids[i].encode())
             h.update(b"\x00" + a.encode())
             if self.text_b is not None:
                 h.update(b"\x00" + self.text_b[i].encode())
             h.update(b"\x01")
-        return h.hexdigest()
+        return h
 
 
 def ids_sha256(ids: list[str]) -> str:
@@ -233,6 +236,68 @@ def _load_jigsaw(task: Task, split: str, data_dir, skip_bad_rows: bool, holdout:
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "comment_text", "sentence1", "question1", "question", "#1 String")
 
 
+def iter_text_file(path: str | os.PathLike, *, split: str, pair: bool = False,
+                   text_columns: tuple[str, ...] | None = None, chunk: int = 0):
+    """Stream a text file as ``Examples`` of at most ``chunk`` rows (0 = one chunk of everything);
+    the same formats and checks as ``read_text_file``, never more than a chunk in memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillInputError(f"input file {path} not found; pass an existing .tsv/.csv with a text column or a .txt with one text per line")
+    suffixes = [s.lower() for s in path.suffixes]
+    kind = next((s for s in reversed(suffixes) if s in (".tsv", ".csv")), None)
+    if kind is None and pair:
+        raise DistillInputError(f"{path} is one text per line but this task reads sentence pairs; give a .tsv with two text columns")
+    ids, text_a, text_b = [], [], []
+    seen_ids: set[str] | None = None  # row-number ids are unique by construction; file ids are checked
+    n = 0
+
+    def flush():
+        out = Examples(ids[:], text_a[:], text_b[:] if pair else None, None, str(path))
+        ids.clear(), text_a.clear(), text_b.clear()
+        return out
+
+    with _open_text(path) as fh:
+        if kind is None:
+            rows = ((lineno, None, [line.rstrip("\r\n")]) for lineno, line in enumerate(fh, start=1))
+        else:
+            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if kind == ".tsv" else csv.reader(fh)  # CSV (Kaggle) quotes multi-line comments
+            header = [h.strip() for h in next(reader, [])]
+            cols = _pick_text_columns(header, pair, text_columns, path)
+            id_col = next((header.index(c) for c in ("id", "index", "comment_id") if c in header), None)
+            seen_ids = set() if id_col is not None else None
+
+            def table_rows():
+                for lineno, row in enumerate(reader, start=2):
+                    if not row:
+                        continue
+                    if len(row) < len(header):
+                        raise DistillInputError(f"{path}:{lineno} has {len(row)} columns, expected {len(header)}; fix the row")
+                    yield lineno, (row[id_col].strip() if id_col is not None else None), [row[c] for c in cols]
+
+            rows = table_rows()
+        for lineno, row_id, texts in rows:
+            texts = [t.strip() for t in texts]
+            if not all(texts):
+                what = "is an empty line; remove it (one text per line)" if kind is None else "has an empty text; remove or fill that row"
+                raise DistillInputError(f"{path}:{lineno} {what}")
+            id_ = f"{split}-{row_id if row_id is not None else n}"
+            if seen_ids is not None:
+                if id_ in seen_ids:
+                    raise DistillInputError(f"{path} has duplicate ids ({row_id!r}); make its id column unique or drop it")
+                seen_ids.add(id_)
+            ids.append(id_)
+            text_a.append(texts[0])
+            if pair:
+                text_b.append(texts[1])
+            n += 1
+            if chunk and len(ids) >= chunk:
+                yield flush()
+    if ids:
+        yield flush()
+    elif not n:
+        raise DistillInputError(f"{path} contains no texts; give a file with at least one")
+
+
 def read_text_file(path: str | os.PathLike, *, split: str, pair: bool = False,
                    text_columns: tuple[str, ...] | None = None) -> Examples:
     """Unlabelled texts for prediction or an extra materials split.
@@ -240,47 +305,7 @@ def read_text_file(path: str | os.PathLike, *, split: str, pair: bool = False,
     ``.tsv``/``.csv`` (optionally ``.gz``) need a header with a text column (``text``, ``sentence``,
     … or the task's own names); any other file is one text per line. Pair tasks need two columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DistillInputError(f"input file {path} not found; pass an existing .tsv/.csv with a text column or a .txt with one text per line")
-    suffixes = [s.lower() for s in path.suffixes]
-    kind = next((s for s in reversed(suffixes) if s in (".tsv", ".csv")), None)
-    ids, text_a, text_b = [], [], []
-    with _open_text(path) as fh:
-        if kind is None:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    raise DistillInputError(f"{path}:{lineno} is an empty line; remove it (one text per line)")
-                ids.append(f"{split}-{len(ids)}")
-                text_a.append(line.strip())
-            if pair:
-                raise DistillInputError(f"{path} is one text per line but this task reads sentence pairs; give a .tsv with two text columns")
-        else:
-            if kind == ".tsv":
-                reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-            else:
-                reader = csv.reader(fh)  # CSV files (Kaggle's) quote multi-line comments
-            header = [h.strip() for h in next(reader, [])]
-            cols = _pick_text_columns(header, pair, text_columns, path)
-            id_col = next((header.index(c) for c in ("id", "index", "comment_id") if c in header), None)
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                if len(row) < len(header):
-                    raise DistillInputError(f"{path}:{lineno} has {len(row)} columns, expected {len(header)}; fix the row")
-                texts = [row[c].strip() for c in cols]
-                if not all(texts):
-                    raise DistillInputError(f"{path}:{lineno} has an empty text; remove or fill that row")
-                ids.append(f"{split}-{row[id_col].strip() if id_col is not None else len(ids)}")
-                text_a.append(texts[0])
-                if pair:
-                    text_b.append(texts[1])
-    if not ids:
-        raise DistillInputError(f"{path} contains no texts; give a file with at least one")
-    if len(set(ids)) != len(ids):
-        raise DistillInputError(f"{path} has duplicate ids; make its id column unique or drop it")
-    return Examples(ids, text_a, text_b if pair else None, None, str(path))
+    return next(iter_text_file(path, split=split, pair=pair, text_columns=text_columns))
 
 
 def _pick_text_columns(header, pair, text_columns, path) -> list[int]:

@@ -81,13 +81,7 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
     n = len(examples)
     if logits.shape[0] != n or (pooled is not None and pooled.shape[0] != n):
         raise ValueError(f"{split}: {n} examples but logits {logits.shape} / pooled {None if pooled is None else pooled.shape}")
-    manifest = _read_manifest(mat_dir)
-    if manifest is not None and any(manifest.get(k) != base[k] for k in _IDENTITY):
-        shutil.rmtree(mat_dir)
-        manifest = None
-    if manifest is None:
-        manifest = {**base, "versions": versions(), "splits": {}}
-    mat_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _open_manifest(mat_dir, base)
     arrays = {"logits": logits.astype(np.float32), "soft": soft_targets(task, logits, base["temperature"])}
     if pooled is not None:
         arrays["embeddings"] = pooled.astype(np.float32)
@@ -95,6 +89,21 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         arrays["labels"] = examples.labels
     if examples.pairs is not None:
         arrays["pairs"] = np.asarray(examples.pairs, dtype=np.int64).reshape(-1, 2)
+    with atomic_dir(mat_dir / split) as tmp:
+        for name, arr in arrays.items():
+            write_npy(tmp / f"{name}.npy", arr)
+        write_text(tmp / "examples.jsonl", "\n".join(example_lines(examples)) + "\n")
+    manifest["splits"][split] = {
+        "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
+        "labelled": examples.gold is not None, "source": examples.source,
+        "arrays": {k: list(v.shape) for k, v in arrays.items()},
+    }
+    write_json(mat_dir / "manifest.json", manifest)
+    return manifest
+
+
+def example_lines(examples: Examples) -> list[str]:
+    """The ``examples.jsonl`` lines of a split (or of one shard of it)."""
     lines = []
     for i, id_ in enumerate(examples.ids):
         row: dict[str, Any] = {"id": id_, "text_a": examples.text_a[i]}
@@ -105,15 +114,69 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         if examples.groups is not None:
             row["group"] = examples.groups[i]
         lines.append(json.dumps(row, ensure_ascii=False))
+    return lines
+
+
+def _open_manifest(mat_dir: Path, base: dict) -> dict:
+    """The folder's manifest to add a split to; materials of another teacher/tokenizer/temperature
+    are removed first, so a manifest never describes arrays of two teachers."""
+    manifest = _read_manifest(mat_dir)
+    if manifest is not None and any(manifest.get(k) != base[k] for k in _IDENTITY):
+        shutil.rmtree(mat_dir)
+        manifest = None
+    mat_dir.mkdir(parents=True, exist_ok=True)
+    return manifest if manifest is not None else {**base, "versions": versions(), "splits": {}}
+
+
+def write_shard(folder: Path, examples: Examples, logits: np.ndarray, pooled: np.ndarray | None, meta: dict) -> None:
+    """One shard of a large unlabelled split (``--extra``), written whole or not at all."""
+    with atomic_dir(folder) as tmp:
+        write_npy(tmp / "logits.npy", logits.astype(np.float32))
+        if pooled is not None:
+            write_npy(tmp / "embeddings.npy", pooled.astype(np.float32))
+        write_text(tmp / "examples.jsonl", "\n".join(example_lines(examples)) + "\n")
+        write_json(tmp / "shard.json", {**meta, "n": len(examples)})
+
+
+def assemble_shards(mat_dir: str | os.PathLike, base: dict, split: str, shards: list[Path], task: Task,
+                    source: str) -> dict:
+    """Concatenate shard folders into the split's arrays, streaming: each array is a memory-mapped
+    .npy filled shard by shard, so the whole split is never in memory. Hashes match ``write_split``'s."""
+    import hashlib
+
+    mat_dir = Path(mat_dir)
+    manifest = _open_manifest(mat_dir, base)
+    sizes = [read_json(f / "shard.json")["n"] for f in shards]
+    n = sum(sizes)
+    first = np.load(shards[0] / "logits.npy", mmap_mode="r")
+    has_emb = (shards[0] / "embeddings.npy").is_file()
+    width = np.load(shards[0] / "embeddings.npy", mmap_mode="r").shape[1] if has_emb else 0
+    ids_h, text_h = hashlib.sha256(), hashlib.sha256()
     with atomic_dir(mat_dir / split) as tmp:
-        for name, arr in arrays.items():
-            write_npy(tmp / f"{name}.npy", arr)
-        write_text(tmp / "examples.jsonl", "\n".join(lines) + "\n")
-    manifest["splits"][split] = {
-        "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
-        "labelled": examples.gold is not None, "source": examples.source,
-        "arrays": {k: list(v.shape) for k, v in arrays.items()},
-    }
+        out = {"logits": np.lib.format.open_memmap(tmp / "logits.npy", "w+", np.float32, (n, first.shape[1])),
+               "soft": np.lib.format.open_memmap(tmp / "soft.npy", "w+", np.float32, (n, first.shape[1]))}
+        if has_emb:
+            out["embeddings"] = np.lib.format.open_memmap(tmp / "embeddings.npy", "w+", np.float32, (n, width))
+        row = 0
+        with open(tmp / "examples.jsonl", "w", encoding="utf-8") as fh:
+            for folder, m in zip(shards, sizes):
+                lg = np.load(folder / "logits.npy")
+                out["logits"][row : row + m] = lg
+                out["soft"][row : row + m] = soft_targets(task, lg, base["temperature"])
+                if has_emb:
+                    out["embeddings"][row : row + m] = np.load(folder / "embeddings.npy")
+                for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines():
+                    r = json.loads(line)
+                    ids_h.update(("\n" if row else "").encode() + r["id"].encode())  # = ids_sha256 of the whole list
+                    Examples([r["id"]], [r["text_a"]], [r["text_b"]] if "text_b" in r else None, None, "").update_text_hash(text_h)
+                    fh.write(line + "\n")
+                    row += 1
+        shapes = {k: list(v.shape) for k, v in out.items()}
+        for v in out.values():
+            v.flush()
+        del out
+    manifest["splits"][split] = {"n": n, "ids_sha256": ids_h.hexdigest(), "text_sha256": text_h.hexdigest(),
+                                 "labelled": False, "source": source, "arrays": shapes, "shards": len(shards)}
     write_json(mat_dir / "manifest.json", manifest)
     return manifest
 

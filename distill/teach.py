@@ -28,7 +28,7 @@ import numpy as np
 
 from distill import metrics as task_metrics
 from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
-from distill.data import Examples, load_split, read_text_file
+from distill.data import Examples, iter_text_file, load_split
 from distill.errors import DistillInputError
 from distill.materials import base_manifest, write_split
 from distill.modeling import POOLINGS
@@ -72,6 +72,7 @@ class TeachConfig:
     extra: tuple[str, ...] = ()  # NAME=FILE: unlabelled texts (.txt/.tsv/.csv) dumped as extra splits
     temperature: float = 2.0  # T of the stored soft targets softmax(z/T); students may re-derive from logits
     keep_checkpoints: bool = False  # keep RUN/checkpoints (optimiser state) after training finishes
+    shard_size: int = 100_000  # --extra files are labelled this many rows at a time (memory bound; a kill loses one shard)
     skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
     valid_fraction: float = 0.1  # Jigsaw: share of train held out as dev (Kaggle ships no dev), stratified, seeded
     folds: int = 0  # Jigsaw: k-fold instead of --valid-fraction, dev = fold --fold of K (0 = off)
@@ -100,6 +101,7 @@ class TeachConfig:
             (self.temperature > 0, "--temperature must be > 0"),
             (self.save_steps > 0 and self.log_every > 0, "--save-steps and --log-every must be > 0"),
             (self.evals_per_epoch >= 1, "--evals-per-epoch must be >= 1"),
+            (self.shard_size >= 1, "--shard-size must be >= 1"),
             (not (self.resume and self.dump_only), "--resume and --dump-only exclude each other"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.aux_weight >= 0 and self.margin >= 0, "--aux-weight and --margin must be >= 0"),
@@ -224,11 +226,63 @@ def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Example
             f"{data['train'].source} gives {task.name} no gold to train on"
             + ("; put Kaggle's validation_data.csv (annotator pairs) in --data-dir, or score the comments with a "
                "fine-tuned jigsaw-toxic teacher: --teacher TOXIC_RUN --dump-only" if task.kind == "ranking" else ""))
+    return data
+
+
+def _check_extras(task: Task, cfg: TeachConfig) -> dict[str, tuple[str, int]]:
+    """{name: (file, rows)} of the --extra files, each streamed through once so a bad row stops the
+    run before anything is written (the dump streams them again, shard by shard)."""
+    out = {}
     for e in cfg.extra:
         name, _, path = e.partition("=")
-        first = task.splits["train"]
-        data[name] = read_text_file(path, split=name, pair=task.is_pair, text_columns=first.text_columns)
-    return data
+        rows = sum(len(c) for c in iter_text_file(path, split=name, pair=task.is_pair,
+                                                  text_columns=task.splits["train"].text_columns, chunk=cfg.shard_size))
+        out[name] = (path, rows)
+    return out
+
+
+def _dump_extra(teacher, tokenizer, task: Task, cfg: TeachConfig, base: dict, name: str, path: str, rows: int,
+                run_dir: Path, jlog: JsonlLog, show_progress: bool) -> int:
+    """Label an --extra file shard by shard (``--shard-size`` rows in memory at a time); finished
+    shards survive a kill and are skipped by the next run; then the shards become one split."""
+    from distill.inference import encode, predict_arrays
+    from distill.materials import assemble_shards, write_shard
+
+    shard_root = run_dir / "materials" / f".{name}.shards"
+    st = Path(path).stat()
+    meta = {"source": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "shard_size": cfg.shard_size, "max_length": cfg.max_length, "teacher_sha256": base["teacher"]["weights_sha256"]}
+    if shard_root.is_dir() and any(
+            {k: v for k, v in read_json(f / "shard.json").items() if k not in ("index", "n")} != meta
+            for f in shard_root.iterdir() if (f / "shard.json").is_file()):
+        shutil.rmtree(shard_root)  # shards of another file, teacher or shard size
+    shards, done, t0 = [], 0, time.perf_counter()
+    with _bar(show_progress, f"dump {name}", rows) as b:
+        chunks = iter_text_file(path, split=name, pair=task.is_pair, text_columns=task.splits["train"].text_columns,
+                                chunk=cfg.shard_size)
+        for k, ex in enumerate(chunks):
+            folder = shard_root / f"{k:05d}"
+            shards.append(folder)
+            if (folder / "shard.json").is_file() and read_json(folder / "shard.json")["n"] == len(ex):
+                done += len(ex)
+                if b:
+                    b.advance(len(ex), note=f"shard {k} done before")
+                continue
+            ts = time.perf_counter()
+            enc = encode(tokenizer, ex, cfg.max_length)
+            logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
+                                            device=cfg.device, precision=cfg.precision,
+                                            on_progress=b.advance if b else None)
+            write_shard(folder, ex, logits, pooled, {**meta, "index": k})
+            secs = time.perf_counter() - ts
+            done += len(ex)
+            jlog("dump_shard", split=name, shard=k, n=len(ex), seconds=round(secs, 3),
+                 examples_per_s=round(len(ex) / secs, 1), tokens=int(enc.lengths.sum()), done=done, of=rows)
+    assemble_shards(run_dir / "materials", base, name, shards, task, source=str(path))
+    shutil.rmtree(shard_root, ignore_errors=True)
+    secs = time.perf_counter() - t0
+    jlog("dump", split=name, n=rows, seconds=round(secs, 3), examples_per_s=round(rows / secs, 1), shards=len(shards))
+    return rows
 
 
 def _derive_score(model, label_weights: tuple[str, ...]) -> None:
@@ -279,6 +333,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_all(task, cfg, training)
+    extras = _check_extras(task, cfg)
     if cfg.max_train_samples and training:
         data["train"] = data["train"].select(cfg.max_train_samples)
     _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
@@ -338,6 +393,9 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     t0 = time.perf_counter()
     n_total = 0
     for split in dump_splits:
+        if split in extras:
+            n_total += _dump_extra(teacher, tokenizer, task, cfg, base, split, *extras[split], run_dir, jlog, show_progress)
+            continue
         ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows,
                                                           holdout=cfg.holdout())
         ts = time.perf_counter()

@@ -32,7 +32,7 @@ from distill.cli import add_dataclass_args, field_docs, run_cli
 from distill.errors import DistillInputError
 from distill.rundir import read_json, write_json, write_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("distill.tune")  # the same name under python -m and in spawned workers
 
 OBJECTIVES = ("accuracy", "pareto")
 PRUNERS = ("median", "hyperband", "none")

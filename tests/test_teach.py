@@ -153,3 +153,50 @@ def test_dump_only_refuses_untrained_head(tmp_path, tokenizer_dir, glue_dir):
     with pytest.raises(DistillInputError, match="no fine-tuned classification head"):
         run(teach_cfg(teacher=str(enc), data_dir=str(glue_dir), output_dir=str(tmp_path / "run"), dump_only=True))
     assert not (tmp_path / "run").exists()
+
+
+def test_extra_split_streams_in_shards_and_resumes(sst2_run, tmp_path, monkeypatch):
+    """An --extra file is labelled --shard-size rows at a time; a run killed after some shards
+    keeps them, the next run computes only the rest, and the assembled split equals a one-shot dump."""
+    import shutil
+
+    from distill import materials
+    from distill import materials as mat_mod
+    from distill.data import read_text_file
+    from distill.teach import TeachConfig
+    from distill.teach import run as teach
+
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(f"sentence number {i} is {'great' if i % 2 else 'awful'}" for i in range(50)) + "\n")
+    one = tmp_path / "one"
+    shutil.copytree(sst2_run["run_dir"], one)
+    teach(TeachConfig.from_run(one, dump_only=True, splits=("dev",), extra=(f"more={extra}",), device="cpu"))
+    sharded = tmp_path / "sharded"
+    shutil.copytree(sst2_run["run_dir"], sharded)
+    real_write = mat_mod.write_shard
+
+    def killed_at_shard_2(folder, ex, logits, pooled, meta):
+        if meta["index"] == 2:
+            raise KeyboardInterrupt("killed")
+        real_write(folder, ex, logits, pooled, meta)
+
+    cfg = TeachConfig.from_run(sharded, dump_only=True, splits=("dev",), extra=(f"more={extra}",), shard_size=16, device="cpu")
+    n_log = len((sharded / "log.jsonl").read_text().splitlines())  # events of earlier tests on the shared run
+    monkeypatch.setattr(mat_mod, "write_shard", killed_at_shard_2)
+    with pytest.raises(KeyboardInterrupt):
+        teach(cfg)
+    assert sorted(p.name for p in (sharded / "materials" / ".more.shards").iterdir()) == ["00000", "00001"]
+    monkeypatch.setattr(mat_mod, "write_shard", real_write)
+    teach(cfg)
+    log = [json.loads(line) for line in (sharded / "log.jsonl").read_text().splitlines()[n_log:]]
+    assert [e["shard"] for e in log if e["event"] == "dump_shard"] == [0, 1, 2, 3]  # 0, 1 before the kill; 2, 3 after
+    assert not (sharded / "materials" / ".more.shards").exists()
+    a, b = materials.load(one, "more"), materials.load(sharded, "more")
+    assert a.ids == b.ids and len(b) == 50
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)
+    np.testing.assert_allclose(a.soft, b.soft, atol=1e-5)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
+    ex = read_text_file(extra, split="more")
+    info = b.manifest["splits"]["more"]
+    assert info["text_sha256"] == ex.text_sha256() and info["shards"] == 4
+    materials.load(sharded, "more", ids=ex.ids, text_sha256=ex.text_sha256())  # the reader accepts it
