@@ -162,8 +162,7 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
     with bar as b:
         new = augment(texts, cfg, mask=mask, neighbours=neighbours, on_progress=b.advance if b else None)
     columns = task.splits["train"].text_columns if task.loader == "glue" else ("text",)
-    header = "\t".join(c if "\t" not in c else c.replace("\t", " ") for c in columns)
-    lines = [header] + ["\t".join(s.replace("\t", " ") for s in t) for t in new]
+    lines = ["\t".join(columns)] + ["\t".join(s.replace("\t", " ") for s in t) for t in new]
     write_text(cfg.output, "\n".join(lines) + "\n")
     return {"output": cfg.output, "examples": len(texts), "written": len(new), "per_example": len(new) / len(texts),
             "duplicates_dropped": len(texts) * cfg.factor - len(new)}

@@ -22,7 +22,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str,
         flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_ = f"{docs.get(f.name, '')} (default: {default})"
+        help_ = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         origin, args = typing.get_origin(typ), typing.get_args(typ)
         if typ is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)

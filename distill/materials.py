@@ -165,12 +165,14 @@ def assemble_shards(mat_dir: str | os.PathLike, base: dict, split: str, shards: 
                 out["soft"][row : row + m] = soft_targets(task, lg, base["temperature"])
                 if has_emb:
                     out["embeddings"][row : row + m] = np.load(folder / "embeddings.npy")
-                for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines():
-                    r = json.loads(line)
-                    ids_h.update(("\n" if row else "").encode() + r["id"].encode())  # = ids_sha256 of the whole list
-                    Examples([r["id"]], [r["text_a"]], [r["text_b"]] if "text_b" in r else None, None, "").update_text_hash(text_h)
-                    fh.write(line + "\n")
-                    row += 1
+                lines = (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines()
+                rows = [json.loads(line) for line in lines]
+                ids = [r["id"] for r in rows]
+                ids_h.update(("\n" if row else "").encode() + "\n".join(ids).encode())  # = ids_sha256 of the whole list
+                Examples(ids, [r["text_a"] for r in rows], [r["text_b"] for r in rows] if "text_b" in rows[0] else None,
+                         None, "").update_text_hash(text_h)
+                fh.write("\n".join(lines) + "\n")
+                row += len(rows)
         shapes = {k: list(v.shape) for k, v in out.items()}
         for v in out.values():
             v.flush()

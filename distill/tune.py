@@ -179,8 +179,8 @@ def _finished(study) -> int:
 def measure_latency(run_dir: Path, batch_size: int) -> float:
     """Median batch latency (ms) of a trained student on its dev texts, file order, dynamic padding —
     the benchmark harness's timing code on a short budget."""
-    from benchmarks.harness import Budget, dev_data, time_batches
-    from distill.inference import encode, pad_batch
+    from benchmarks.harness import Budget, dev_data, file_order_batches, time_batches
+    from distill.inference import encode
     from distill.predict import load_predictor
 
     import torch
@@ -188,8 +188,7 @@ def measure_latency(run_dir: Path, batch_size: int) -> float:
     _, model, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
     ex, _ = dev_data(run_dir)
     enc = encode(tokenizer, ex, max_length, siamese=siamese)
-    batches = [pad_batch(enc, list(range(i, min(i + batch_size, len(ex)))), tokenizer.pad_token_id)
-               for i in range(0, len(ex), batch_size)]
+    batches = file_order_batches(enc, batch_size, tokenizer.pad_token_id)
 
     @torch.inference_mode()
     def fn(b):

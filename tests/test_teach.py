@@ -200,3 +200,16 @@ def test_extra_split_streams_in_shards_and_resumes(sst2_run, tmp_path, monkeypat
     info = b.manifest["splits"]["more"]
     assert info["text_sha256"] == ex.text_sha256() and info["shards"] == 4
     materials.load(sharded, "more", ids=ex.ids, text_sha256=ex.text_sha256())  # the reader accepts it
+
+
+@pytest.mark.parametrize("argv", [["distill.teach"], ["distill.student", "--arch", "cnn"], ["distill.student", "--arch", "bilstm"],
+                                  ["distill.student", "--arch", "transformer"], ["distill.tune"], ["distill.augment"]])
+def test_every_cli_help_prints(argv, capsys):
+    """--help lists every flag (a '%' in a field doc once made argparse crash on it)."""
+    import importlib
+
+    mod = importlib.import_module(argv[0])
+    with pytest.raises(SystemExit) as e:
+        mod.main([*argv[1:], "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--output" in out and "(default:" in out
