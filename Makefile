@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-real clean
+.PHONY: setup demo test test-xla test-real clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The XLA lane: tests marked xla on XLA:CPU, in the torch 2.9.0 + torch-xla 2.9.0 virtualenv that
+# .ci/xla-venv creates outside the clone (or reuses); the project runs from this checkout.
+test-xla:
+	XLA_VENV=$$(.ci/xla-venv) && PJRT_DEVICE=CPU PYTHONPATH=$(CURDIR) $$XLA_VENV/bin/python -m pytest -q -m xla
 
 clean:
 	rm -rf runs/demo-teacher runs/demo-cnn runs/demo-input.txt

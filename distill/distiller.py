@@ -5,6 +5,9 @@ Hand-written rather than transformers' Trainer because (1) a sparse word-embeddi
 own optimiser (SparseAdam) beside AdamW, which Trainer's single optimiser and its gradient clipping
 over every parameter do not allow, and (2) a TextCNN step is a few milliseconds, so per-step
 framework overhead would be a large share of an epoch.
+
+The same loop runs on CUDA, on XLA (fixed-width buckets, one graph sync per step) and under
+torchrun / an XLA launch with DistributedDataParallel (see ``fit``).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class FitOptions:
     seed: int
     device: str
     precision: str
+    scale_lr: bool = False  # multi-process: lr x processes (linear scaling rule)
 
 
 def grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -139,6 +143,18 @@ def evaluate(task: Task, model: nn.Module, data: SplitData, *, pad_id: int, opts
     return out, logits
 
 
+class _Step(nn.Module):
+    """Student + projector as one module, so one DistributedDataParallel wrapper syncs both."""
+
+    def __init__(self, model: nn.Module, projector: nn.Module | None):
+        super().__init__()
+        self.model, self.projector = model, projector
+
+    def forward(self, **batch):
+        out = self.model(**batch)
+        return out, (self.projector(out.pooled.float()) if self.projector is not None else None)
+
+
 class Projector(nn.Module):
     """Learned map from the student's sentence vector to the teacher's width, for the hidden loss
     (TextBrewer's "adaptor" idea: the loss compares like with like). Used in training only."""
@@ -151,7 +167,8 @@ class Projector(nn.Module):
         return self.proj(x)
 
 
-def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions):
+def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions, lr: float | None = None):
+    lr = opts.lr if lr is None else lr
     sparse = model.sparse_parameters() if hasattr(model, "sparse_parameters") else []
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
@@ -160,10 +177,10 @@ def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOpti
     decay = [p for p in dense if p.dim() >= 2]  # no weight decay on biases / norms (as BERT)
     no_decay = [p for p in dense if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=opts.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     opts_list = [opt]
     if sparse:
-        opts_list.append(torch.optim.SparseAdam(sparse, lr=opts.lr))
+        opts_list.append(torch.optim.SparseAdam(sparse, lr=lr))
     return opts_list, dense
 
 
@@ -232,14 +249,29 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     ``save_steps`` steps and at each epoch end lets ``resume`` replay the run exactly.
     ``on_epoch(epoch, dev_metrics)`` may raise to stop (Optuna pruning). Returns a summary dict.
     """
-    device = torch.device(opts.device)
+    from distill.devices import init_process_group, scaled_lr, torch_device, xla_compiles, xla_sync
+
+    # Several processes (torchrun, or an XLA launch): each takes every world.size-th row of the same
+    # global batch (--batch-size rows per process), DDP averages the gradients, every process scores
+    # the whole dev split (so all take the same early-stopping decision), and rank 0 alone writes.
+    world = init_process_group(opts.device)
+    xla = opts.device == "xla"
+    compiles0 = xla_compiles() if xla else 0
+    device = torch_device(opts.device)
     model.to(device)
     use_hidden = opts.beta > 0
     if use_hidden and train.teacher_embeddings is None:
         raise ValueError("beta > 0 needs the teacher's embeddings in the materials")
     projector = Projector(model.pooled_dim, train.teacher_embeddings.shape[1]).to(device) if use_hidden else None
-    optimizers, dense_params = make_optimizers(model, projector, opts)
-    n_batches = math.ceil(len(train) / opts.batch_size)
+    step_module: nn.Module = _Step(model, projector)
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None,
+                                              find_unused_parameters=True)  # e.g. a head a task does not use
+    optimizers, dense_params = make_optimizers(model, projector, opts, lr=scaled_lr(opts.lr, opts.scale_lr))
+    global_batch = opts.batch_size * world.size
+    n_batches = math.ceil(len(train) / global_batch)
     total_steps = n_batches * opts.epochs
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear_schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
     ckpt_dir = run_dir / "checkpoint"
@@ -254,7 +286,7 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
             jlog("resume", epoch=state["epoch"], batch=state["batch"], global_step=state["global_step"])
             log.info("resuming at epoch %d, batch %d", state["epoch"], state["batch"])
     else:
-        torch.manual_seed(opts.seed)
+        torch.manual_seed(opts.seed + world.rank)  # rank 0 = a single-process run; the others get their own dropout
 
     lengths = train.enc.lengths
     t_logits = torch.from_numpy(np.ascontiguousarray(train.teacher_logits, dtype=np.float32))
@@ -267,8 +299,10 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     stop = state.get("stopped", False)
     while state["epoch"] < opts.epochs and not stop:
         epoch = state["epoch"]
-        batches = grouped_batches(lengths, opts.batch_size, opts.seed, epoch)
-        model.train()
+        batches = grouped_batches(lengths, global_batch, opts.seed, epoch)
+        if world.size > 1:  # a last batch with fewer rows than processes would leave one without work
+            batches = [b for b in batches if len(b) >= world.size]
+        step_module.train()
         t0 = time.perf_counter()
         epoch_secs = 0.0  # training time of this epoch, checkpoint writes excluded
         run_loss = run_n = 0.0
@@ -276,10 +310,10 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
             if b is not None and state["batch"]:
                 b.advance(state["batch"], note=f"resumed at batch {state['batch']}")
             for bi in range(state["batch"], len(batches)):
-                idx = batches[bi]
-                batch = {k: v.to(device) for k, v in pad_batch(train.enc, idx, pad_id).items()}
+                idx = batches[bi][world.rank :: world.size]  # this process's share of the global batch
+                batch = {k: v.to(device) for k, v in pad_batch(train.enc, idx, pad_id, buckets=xla).items()}
                 with autocast(device, opts.precision):
-                    out = model(**batch)
+                    out, projected = step_module(**batch)
                 logits = out.logits.float()
                 gold = None if labelled is None else labelled[idx].to(device)  # [B] rows with a gold label
                 if labels is None or opts.alpha == 1 or (gold is not None and not gold.any()):
@@ -290,7 +324,7 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                     hard = losses.hard_loss(task.kind, logits[gold], labels[idx].to(device)[gold])
                 soft = losses.soft_loss(task.kind, logits, t_logits[idx].to(device), temperature=opts.temperature,
                                         kd_loss=opts.kd_loss) if opts.alpha > 0 else zero
-                hidden = losses.hidden_match(projector(out.pooled.float()), t_emb[idx].to(device), opts.hidden_loss) if use_hidden else zero
+                hidden = losses.hidden_match(projected, t_emb[idx].to(device), opts.hidden_loss) if use_hidden else zero
                 loss = (1 - opts.alpha) * hard + opts.alpha * soft + opts.beta * hidden
                 for o in optimizers:
                     o.zero_grad(set_to_none=True)
@@ -301,16 +335,19 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                     o.step()
                 for s in schedulers:
                     s.step()
+                if xla:
+                    xla_sync()  # run this step's graph now (XLA builds graphs lazily)
                 state["batch"] = bi + 1
                 state["global_step"] += 1
-                run_loss += loss.item()
+                run_loss = run_loss + loss.detach()  # a tensor: no device->host sync each step
                 run_n += 1
                 if state["global_step"] % opts.log_every == 0:
+                    mean_loss = float(run_loss) / run_n
                     jlog("train", step=state["global_step"], epoch=epoch + (bi + 1) / len(batches),
-                         loss=run_loss / run_n, hard=hard.item(), soft=soft.item(), hidden=hidden.item(),
+                         loss=mean_loss, hard=hard.item(), soft=soft.item(), hidden=hidden.item(),
                          lr=schedulers[0].get_last_lr()[0])
                     if b is not None:
-                        b.advance(0, note=f"loss {run_loss / run_n:.4f}")
+                        b.advance(0, note=f"loss {mean_loss:.4f}")
                     run_loss = run_n = 0.0
                 if b is not None:
                     b.advance(1)
@@ -318,7 +355,8 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                     dt = time.perf_counter() - t0
                     epoch_secs += dt
                     state["train_seconds"] += dt
-                    _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
+                    if world.main:
+                        _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
                     t0 = time.perf_counter()
         dt = time.perf_counter() - t0
         state["train_seconds"] += dt
@@ -330,7 +368,8 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
         improved = state["best"] is None or value > state["best"]
         if improved:
             state.update(best=value, best_epoch=epoch + 1, bad_evals=0)
-            save_best(model, dev_metrics)
+            if world.main:
+                save_best(model, dev_metrics)
         else:
             state["bad_evals"] += 1
         state["history"].append({"epoch": epoch + 1, **dev_metrics})
@@ -340,9 +379,14 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
         if opts.patience and state["bad_evals"] >= opts.patience:
             jlog("early_stop", epoch=epoch + 1, bad_evals=state["bad_evals"])
             state["stopped"] = stop = True
-        _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
+        if world.main:
+            _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
         if on_epoch is not None:
             on_epoch(epoch, dev_metrics)
-    return {"best_" + metric_key: state["best"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+    extra = {"processes": world.size} if world.size > 1 else {}
+    if xla:
+        extra["xla_compiles"] = xla_compiles() - compiles0  # flat after the first batch of each width unless shapes churn
+        jlog("xla", compiles=extra["xla_compiles"])
+    return {**extra, "best_" + metric_key: state["best"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "global_step": state["global_step"], "train_seconds": round(state["train_seconds"], 3),
             "epoch_seconds": state["epoch_seconds"], "history": state["history"]}

@@ -51,8 +51,12 @@ def encode(tokenizer, examples: Examples, max_length: int, *, siamese: bool = Fa
     return Encoded(enc["input_ids"], enc.get("token_type_ids"))
 
 
-def _pad(seqs: list[list[int]], pad_value: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(seqs: list[list[int]], pad_value: int, buckets: bool = False) -> tuple[np.ndarray, np.ndarray]:
     width = max(1, max(map(len, seqs)))
+    if buckets:  # XLA: a few fixed widths, so each compiled graph is reused (distill.devices.BUCKETS)
+        from distill.devices import bucket_width
+
+        width = bucket_width(width)
     ids = np.full((len(seqs), width), pad_value, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     for row, s in enumerate(seqs):
@@ -61,15 +65,16 @@ def _pad(seqs: list[list[int]], pad_value: int) -> tuple[np.ndarray, np.ndarray]
     return ids, mask
 
 
-def pad_batch(enc: Encoded, idx, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad the examples ``idx`` to their longest: input_ids/attention_mask[/token_type_ids] [B, L]
-    (and input_ids_b/attention_mask_b [B, L_b] for siamese pairs)."""
-    ids, mask = _pad([enc.input_ids[i] for i in idx], pad_id)
+def pad_batch(enc: Encoded, idx, pad_id: int, *, buckets: bool = False) -> dict[str, torch.Tensor]:
+    """Right-pad the examples ``idx`` to their longest (``buckets``: to the next bucket width):
+    input_ids/attention_mask[/token_type_ids] [B, L] (and input_ids_b/attention_mask_b [B, L_b]
+    for siamese pairs)."""
+    ids, mask = _pad([enc.input_ids[i] for i in idx], pad_id, buckets)
     out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     if enc.token_type_ids is not None:
-        out["token_type_ids"] = torch.from_numpy(_pad([enc.token_type_ids[i] for i in idx], 0)[0])
+        out["token_type_ids"] = torch.from_numpy(_pad([enc.token_type_ids[i] for i in idx], 0, buckets)[0])
     if enc.input_ids_b is not None:
-        ids_b, mask_b = _pad([enc.input_ids_b[i] for i in idx], pad_id)
+        ids_b, mask_b = _pad([enc.input_ids_b[i] for i in idx], pad_id, buckets)
         out["input_ids_b"], out["attention_mask_b"] = torch.from_numpy(ids_b), torch.from_numpy(mask_b)
     return out
 
@@ -88,19 +93,28 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@torch.inference_mode()
 def predict_arrays(model: torch.nn.Module, enc: Encoded, *, pad_id: int, batch_size: int = 128,
                    device: torch.device | str = "cpu", precision: str = "fp32",
                    on_progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Run a ``ModelOutput`` model over every example; returns (logits [N, C], pooled [N, H] or None).
 
     Outputs come back in the examples' own order (float32), whatever order the batches ran in.
+    ``device`` "xla" pads to fixed bucket widths (one compiled graph per width, not per batch).
     """
-    device = torch.device(device)
+    from distill.devices import torch_device
+
+    xla = str(device).startswith("xla")
+    device = torch_device("xla") if xla else torch.device(device)
+    # inference_mode is the fastest on CPU/CUDA, but XLA tensors refuse it ("Cannot set version_counter")
+    with torch.no_grad() if xla else torch.inference_mode():
+        return _predict(model, enc, pad_id, batch_size, device, precision, on_progress, xla)
+
+
+def _predict(model, enc, pad_id, batch_size, device, precision, on_progress, xla):
     model.eval()
     logits = pooled = None
     for idx in length_sorted_batches(enc.lengths, batch_size):
-        batch = {k: v.to(device) for k, v in pad_batch(enc, idx, pad_id).items()}
+        batch = {k: v.to(device) for k, v in pad_batch(enc, idx, pad_id, buckets=xla).items()}
         with autocast(device, precision):
             out = model(**batch)
         lg = out.logits.float().cpu().numpy()

@@ -89,13 +89,18 @@ def _json_default(o):
 
 
 class JsonlLog:
-    """Append-only event log (``RUN/log.jsonl``): one JSON object a line, flushed per event."""
+    """Append-only event log (``RUN/log.jsonl``): one JSON object a line, flushed per event.
+    ``enabled=False`` (every process but rank 0 of a multi-process job) writes nothing."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, event: str, **fields: Any) -> None:
+        if not self.enabled:
+            return
         line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=_json_default)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
+from distill.devices import DEVICES
 from distill.errors import DistillInputError
 from distill.rundir import JsonlLog, read_json, write_json, write_text
 from distill.tasks import Task, get_task
@@ -68,8 +69,9 @@ class StudentConfig:
     save_steps: int = 500  # checkpoint every N steps (and every epoch end) for --resume
     log_every: int = 50  # log the loss terms every N steps to RUN/log.jsonl
     resume: bool = False  # continue a killed run in --output-dir from its checkpoint
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda
+    device: str = "auto"  # auto (xla if torch_xla is installed and a TPU/PJRT_DEVICE is configured, else cuda if present, else cpu) | cpu | cuda | xla
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    scale_lr: bool = False  # multi-process: multiply --lr by the number of processes (linear scaling rule, Goyal et al. 2017)
     options: dict = field(default_factory=dict)  # the arch's own settings (its config dataclass), e.g. {"num_filters": 100}
 
     def validate(self) -> Task:
@@ -89,7 +91,7 @@ class StudentConfig:
             (self.max_length == 0 or 4 <= self.max_length <= 512, "--max-length must be in 4..512 (or 0)"),
             (self.seeds >= 1, "--seeds must be >= 1"),
             (self.patience >= 0 and self.save_steps >= 0 and self.log_every >= 1, "--patience/--save-steps must be >= 0"),
-            (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
         ]
         for ok, msg in checks:
@@ -118,19 +120,23 @@ class StudentConfig:
 
     def resolved(self) -> StudentConfig:
         """Arch defaults filled in, the device chosen, the KD switch applied."""
-        import torch
+        from distill.devices import resolve_device, world
 
         lr, warmup, epochs = ARCH_DEFAULTS[self.arch]
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise DistillInputError("--device cuda: no CUDA device is visible; use --device cpu")
+        device = resolve_device(self.device)
+        options = dataclasses.asdict(self.arch_config())
+        if options.get("embedding") == "sparse" and (device == "xla" or world().size > 1):
+            # sparse gradients (SparseAdam) exist neither on XLA nor in NCCL's all-reduce
+            log.warning("--embedding sparse -> dense: sparse gradients do not run on %s",
+                        "XLA" if device == "xla" else "several processes")
+            options["embedding"] = "dense"
+        if self.precision == "fp16" and device != "cuda":
+            raise DistillInputError("--precision fp16 needs CUDA; on CPU or TPU use --precision bf16 or fp32")
         return dataclasses.replace(
             self, lr=self.lr or lr, warmup_ratio=warmup if self.warmup_ratio == -1 else self.warmup_ratio,
             epochs=self.epochs or epochs, device=device,
             alpha=self.alpha if self.kd else 0.0, beta=self.beta if self.kd else 0.0,
-            options=dataclasses.asdict(self.arch_config()),
+            options=options,
             output_dir=self.output_dir or f"runs/student-{self.arch}-{'kd' if self.kd else 'nokd'}")
 
 
@@ -141,7 +147,8 @@ def _tuples(options: dict) -> dict:
 
 # Fields that must agree between a run and its --resume.
 _RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "alpha", "beta",
-                "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options", "transfer_split")
+                "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options", "transfer_split",
+                "scale_lr")
 
 
 def command_line(cfg: StudentConfig) -> str:
@@ -275,15 +282,7 @@ def model_card(cfg: StudentConfig, meta: dict, metrics: dict, summary: dict, tea
     return "\n".join(lines)
 
 
-def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
-    import torch
-
-    from distill.distiller import FitOptions, evaluate, fit, save_model
-    from students.base import load_teacher_weights
-
-    task = teacher.task
-    run_dir = Path(cfg.output_dir)
-    cfg_file = run_dir / "config.json"
+def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_file: Path) -> None:
     if cfg.resume:
         if not cfg_file.is_file():
             raise DistillInputError(f"--resume: {run_dir} holds no student run (no config.json); drop --resume to start one")
@@ -298,6 +297,21 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
                                     f"pass the original --materials or use a new --output-dir")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it or choose a new --output-dir")
+
+
+def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
+    import torch
+
+    from distill.devices import world
+    from distill.distiller import FitOptions, evaluate, fit, save_model
+    from students.base import load_teacher_weights
+
+    task = teacher.task
+    run_dir = Path(cfg.output_dir)
+    cfg_file = run_dir / "config.json"
+    main_rank = world().main  # under torchrun / an XLA launch only rank 0 checks and writes the run directory
+    if main_rank:
+        _check_run_dir(cfg, teacher, run_dir, cfg_file)
 
     tokenizer = teacher_tokenizer(str(teacher.model_dir))
     from students import ARCHS
@@ -333,9 +347,10 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     model.init_from_teacher(state, teacher_conf)  # each arch follows its own init option
     del state
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    jlog = JsonlLog(run_dir / "log.jsonl")
-    if not cfg.resume:
+    if main_rank:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    jlog = JsonlLog(run_dir / "log.jsonl", enabled=main_rank)
+    if main_rank and not cfg.resume:
         write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
                               "teacher_run": str(teacher.root),
                               "teacher_weights_sha256": teacher.manifest["teacher"]["weights_sha256"],
@@ -357,11 +372,16 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     if show_progress:
         from distill.progress import bar as progress
     summary = fit(task, model, train, dev, opts, run_dir, pad_id=tokenizer.pad_token_id, save_best=save_best, jlog=jlog,
-                  resume=cfg.resume, progress=progress, on_epoch=trial_hook)
+                  resume=cfg.resume, progress=progress if main_rank else None, on_epoch=trial_hook)
+    if not main_rank:  # rank 0 saved the best model and scores it
+        return {"run_dir": str(run_dir), "metrics": {}, "summary": summary}
     write_json(run_dir / "train_summary.json", summary)
 
     # final scores from the kept best model, on every labelled split of the materials
+    from distill.devices import torch_device
+
     best, _, _ = load_student(run_dir / "model")
+    best.to(torch_device(cfg.device))  # loaded on the CPU; score it where it trained
     metrics = {}
     for split, info in teacher.manifest["splits"].items():
         if split == "train" or (not info.get("labelled") and split != eval_split):  # dev always (ranking: vs the teacher)
@@ -406,11 +426,15 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
     if base.seeds == 1:
         return _run_one(base, teacher, show_progress, trial_hook)
     root = Path(base.output_dir)
-    if not base.resume and root.exists() and any(root.iterdir()):
+    from distill.devices import world
+
+    main_rank = world().main
+    if main_rank and not base.resume and root.exists() and any(root.iterdir()):
         raise DistillInputError(f"--output-dir {root} already holds a run; pass --resume to continue it or choose a new --output-dir")
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "config.json", {"kind": "student-seeds", **dataclasses.asdict(base), "task": teacher.task.name,
-                                      "command": command_line(base) + f" --seeds {base.seeds}"})
+    if main_rank:
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "config.json", {"kind": "student-seeds", **dataclasses.asdict(base), "task": teacher.task.name,
+                                          "command": command_line(base) + f" --seeds {base.seeds}"})
     per_seed = {}
     t0 = time.perf_counter()
     for s in range(base.seed, base.seed + base.seeds):
@@ -420,6 +444,8 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
             continue
         sub = dataclasses.replace(sub, resume=base.resume and (Path(sub.output_dir) / "config.json").is_file())
         per_seed[s] = _run_one(sub, teacher, show_progress)["metrics"]
+    if not main_rank:
+        return {"run_dir": str(root), "metrics": {}}
     summary: dict = {}
     for split, ms in per_seed[base.seed].items():
         if not isinstance(ms, dict):

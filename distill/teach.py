@@ -29,6 +29,7 @@ import numpy as np
 from distill import metrics as task_metrics
 from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
 from distill.data import Examples, iter_text_file, load_split
+from distill.devices import DEVICES, keep_libraries_off_xla, resolve_device, world
 from distill.errors import DistillInputError
 from distill.materials import base_manifest, write_split
 from distill.modeling import POOLINGS
@@ -38,7 +39,6 @@ from distill.tasks import Task, get_task
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @field_docs
@@ -60,8 +60,9 @@ class TeachConfig:
     max_length: int = 128  # token limit; with dynamic padding a larger limit costs only for long examples
     max_train_samples: int | None = None  # train on the first K training examples only
     seed: int = 42  # seed for head init, shuffling and dropout
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA); mixed precision via Trainer/autocast
-    device: str = "auto"  # auto (cuda if present, else cpu) | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA); mixed precision via Trainer/autocast; use bf16 on TPU
+    device: str = "auto"  # auto (xla if torch_xla is installed and a TPU/PJRT_DEVICE is configured, else cuda if present, else cpu) | cpu | cuda | xla
+    scale_lr: bool = False  # multi-process: multiply --lr by the number of processes (linear scaling rule, Goyal et al. 2017)
     evals_per_epoch: int = 2  # dev evaluations per epoch; the best one is kept (finer than once an epoch)
     patience: int = 2  # early stopping: stop after this many evaluations without improvement (0 = never)
     save_steps: int = 500  # checkpoint every N optimiser steps, for --resume
@@ -147,13 +148,8 @@ class TeachConfig:
         return cls(**merged)
 
     def resolved(self) -> "TeachConfig":
-        import torch
-
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise DistillInputError("--device cuda but no CUDA device is visible; use --device cpu or auto")
+        device = resolve_device(self.device)
+        keep_libraries_off_xla(device)
         if self.precision == "fp16" and device != "cuda":
             raise DistillInputError("--precision fp16 needs CUDA; on CPU use --precision bf16 or fp32")
         return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}")
@@ -163,7 +159,7 @@ class TeachConfig:
 _RESUME_KEYS = ("task", "teacher", "pooling", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
                 "warmup_ratio", "max_grad_norm", "max_length", "max_train_samples", "seed", "precision",
                 "evals_per_epoch", "valid_fraction", "folds", "fold", "holdout_seed", "label_smoothing", "aux_weight",
-                "margin", "pos_weight")
+                "margin", "pos_weight", "scale_lr")
 
 
 def _seed_everything(seed: int) -> None:
@@ -312,6 +308,9 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
     Returns {"run_dir", "metrics": {split: {metric: value}}, "timings": {...}}.
     """
+    task = cfg.validate()
+    cfg = cfg.resolved()  # before transformers loads: see distill.devices.keep_libraries_off_xla
+
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -320,10 +319,12 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # weight load/save bars; ours are in distill.progress
-    task = cfg.validate()
-    cfg = cfg.resolved()
     run_dir = Path(cfg.output_dir)
-    _check_run_dir(cfg, run_dir)
+    # Under torchrun / an XLA launch every process trains (Trainer shards the batches); rank 0 alone
+    # checks and writes the run directory and dumps the materials.
+    rank = world()
+    if rank.main:
+        _check_run_dir(cfg, run_dir)
     best_dir = run_dir / "best"
     have_best = (best_dir / "best.json").is_file() or (best_dir / "config.json").is_file()
     train_done = (run_dir / "train_summary.json").is_file()
@@ -350,12 +351,13 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
     from distill.inference import encode, predict_arrays
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    jlog = JsonlLog(run_dir / "log.jsonl")
-    if not (cfg.dump_only and (run_dir / "config.json").is_file()):
+    if rank.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    jlog = JsonlLog(run_dir / "log.jsonl", enabled=rank.main)
+    if rank.main and not (cfg.dump_only and (run_dir / "config.json").is_file()):
         write_json(run_dir / "config.json", {"kind": "teacher", **dataclasses.asdict(cfg)})
     jlog("start", mode="dump_only" if cfg.dump_only else ("resume" if cfg.resume else "train"), device=cfg.device,
-         torch_threads=torch.get_num_threads())
+         torch_threads=torch.get_num_threads(), processes=rank.size)
     timings: dict[str, float] = read_json(run_dir / "timings.json") if (run_dir / "timings.json").is_file() else {}
 
     if training:
@@ -363,12 +365,15 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         train_enc = encode(tokenizer, data["train"], cfg.max_length)
         evals = {s: (encode(tokenizer, data[s], cfg.max_length), data[s].gold) for s in task.eval_splits}
         callbacks = []
-        if show_progress:
+        if show_progress and rank.main:
             from distill.progress import TrainerProgress
 
             callbacks.append(TrainerProgress())
         summary = finetune(model, tokenizer, task, train_enc, data["train"].gold, evals, cfg, run_dir, jlog,
                            resume=cfg.resume, callbacks=callbacks)
+    if not rank.main:  # the others are done: rank 0 saves, dumps and scores
+        return {"run_dir": str(run_dir), "metrics": {}, "timings": {}, "rank": rank.rank}
+    if training:
         timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
         write_json(run_dir / "train_summary.json", summary)
         if not cfg.keep_checkpoints:  # RUN/best has the model; optimiser checkpoints only serve --resume

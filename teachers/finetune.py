@@ -54,21 +54,27 @@ class KeepBest(TrainerCallback):
         self.bad_evals = state.get("bad_evals", 0)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        # Every process sees the same (gathered) metrics and keeps the same count, so all stop
+        # together; only rank 0 writes.
         value = metrics[self.key]
+        write = state.is_world_process_zero
         self.jlog("eval", step=state.global_step, epoch=state.epoch,
                   **{k[5:]: v for k, v in metrics.items() if k.startswith("eval_")})
         if self.best is None or value > self.best:
             self.best, self.bad_evals = value, 0
-            with atomic_dir(self.best_dir) as tmp:
-                model.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
-                write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
-                                               "epoch": state.epoch, "bad_evals": 0})
+            if write:
+                with atomic_dir(self.best_dir) as tmp:
+                    # host copies: safetensors cannot read XLA tensors (a no-op on CPU)
+                    model.save_pretrained(tmp, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
+                    self.tokenizer.save_pretrained(tmp)
+                    write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
+                                                   "epoch": state.epoch, "bad_evals": 0})
             self.jlog("best", step=state.global_step, metric=self.key[5:], value=value)
         else:
             self.bad_evals += 1
             state_file = self.best_dir / "best.json"
-            write_json(state_file, {**read_json(state_file), "bad_evals": self.bad_evals})
+            if write:
+                write_json(state_file, {**read_json(state_file), "bad_evals": self.bad_evals})
             if self.patience and self.bad_evals >= self.patience:
                 self.jlog("early_stop", step=state.global_step, bad_evals=self.bad_evals)
                 control.should_training_stop = True
@@ -113,10 +119,21 @@ def _ranking_eval_dataset(enc):
 
 
 class PairCollator:
-    """Pads single comments as DataCollatorWithPadding does, and pairs (``input_ids_b``) side by side."""
+    """Pads single comments as DataCollatorWithPadding does, and pairs (``input_ids_b``) side by side.
+    ``buckets`` (XLA): pad each batch to the next of a few fixed widths (distill.devices.BUCKETS),
+    so XLA compiles one graph per width instead of one per batch."""
 
-    def __init__(self, tokenizer):
-        self.pad = DataCollatorWithPadding(tokenizer)
+    def __init__(self, tokenizer, buckets: bool = False):
+        self.tokenizer, self.buckets = tokenizer, buckets
+        self.plain = DataCollatorWithPadding(tokenizer)
+
+    def pad(self, features):
+        if not self.buckets:
+            return self.plain(features)
+        from distill.devices import bucket_width
+
+        width = bucket_width(max(len(f["input_ids"]) for f in features))
+        return DataCollatorWithPadding(self.tokenizer, padding="max_length", max_length=width)(features)
 
     def __call__(self, features):
         if "input_ids_b" not in features[0]:
@@ -150,6 +167,14 @@ class DistillTrainer(Trainer):
         self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight)
         if task.kind in ("multilabel", "ranking"):
             self.loss_is_scaled_for_ga = False  # our losses are per-batch means; Trainer divides by accumulation
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if self.args.world_size > 1 and hasattr(sampler, "lengths") and hasattr(sampler, "batch_size"):
+            # Length groups ("megabatches") sized by the global batch, not the per-process one, so N
+            # processes step through the same batches as one process with N times the batch.
+            sampler.batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
@@ -201,7 +226,11 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
 
         def compute_metrics(p):
             return task_metrics.compute(task, p.predictions, p.label_ids)
-    steps_per_epoch = math.ceil(len(train_gold) / (cfg.batch_size * cfg.grad_accum))
+    from distill.devices import scaled_lr, world
+
+    xla = cfg.device == "xla"
+    # per_device_train_batch_size is per process: N processes step on N x --batch-size examples
+    steps_per_epoch = math.ceil(len(train_gold) / (cfg.batch_size * cfg.grad_accum * world().size))
     eval_steps = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -209,7 +238,7 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr,
+        learning_rate=scaled_lr(cfg.lr, cfg.scale_lr),  # --scale-lr: x processes (linear scaling rule)
         weight_decay=cfg.weight_decay,  # Trainer leaves biases and LayerNorm undecayed
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of all steps
         lr_scheduler_type="linear",
@@ -224,11 +253,18 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
         seed=cfg.seed,
         bf16=cfg.precision == "bf16",
         fp16=cfg.precision == "fp16",
-        use_cpu=cfg.device == "cpu",
+        use_cpu=cfg.device == "cpu",  # cuda and xla: Trainer/accelerate place the model and wrap DDP/XLA
+        # Our losses (and BERT's classification CE) are per-batch means that ignore num_items_in_batch;
+        # left on, Trainer multiplies them by the number of processes, so DDP's gradient average and
+        # the logged loss come out N times too large.
+        average_tokens_across_devices=False,
+        dataloader_drop_last=xla,  # XLA: a fixed batch dimension (a short last batch would compile again)
         train_sampling_strategy="group_by_length",  # batches of similar length: less padding
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=not ranking,  # the pair columns are ours, not the model's forward arguments
+        # XLA: the fused AdamW default has no XLA kernel; torch-xla's syncfree AdamW is its own
+        **({"optim": "adamw_torch_xla"} if xla else {}),
     )
     trainer = DistillTrainer(
         model=model,
@@ -240,7 +276,7 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
         pos_weight=label_pos_weight(train_gold, cfg.pos_weight) if task.kind == "multilabel" else None,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=PairCollator(tokenizer),
+        data_collator=PairCollator(tokenizer, buckets=xla),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         callbacks=[KeepBest(run_dir / "best", f"eval_{eval_split}_{task.primary_metric}", tokenizer, cfg.patience, jlog),
@@ -252,5 +288,16 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
     if checkpoint is not None:
         jlog("resume", checkpoint=checkpoint.name)
         log.info("resuming from %s", checkpoint)
+    if xla:
+        from distill.devices import xla_compiles
+
+        compiles0 = xla_compiles()
     out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    return {"global_step": out.global_step, "train_loss": out.training_loss, **out.metrics}
+    summary = {"global_step": out.global_step, "train_loss": out.training_loss, **out.metrics}
+    if xla:
+        summary["xla_compiles"] = xla_compiles() - compiles0  # stays flat after the first few steps unless shapes churn
+        if log.isEnabledFor(logging.DEBUG):
+            import torch_xla.debug.metrics as met
+
+            log.debug("XLA metrics after training:\n%s", met.short_metrics_report())
+    return summary

@@ -58,6 +58,24 @@ def tiny_bert(tmp_path_factory, tokenizer_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def nodrop_bert(tmp_path_factory, tokenizer_dir) -> Path:
+    """The tiny BERT without dropout: other processes and other devices draw other dropout masks, so
+    only a dropout-free model can match a single-process CPU run step for step."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(0)
+    tok = BertTokenizerFast.from_pretrained(tokenizer_dir)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    out = tmp_path_factory.mktemp("nodrop-bert")
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def write_tsv(path: Path, header, rows, bom: bool = False):
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = (["\t".join(header)] if header else []) + ["\t".join(map(str, r)) for r in rows]
