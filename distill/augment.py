@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -64,7 +65,9 @@ def field_docs(cls):
 
 def run_cli(fn: Callable[[], int | None]) -> int:
     """Run a CLI body; a DistillInputError becomes one sentence on stderr and exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # DISTILL_LOG_LEVEL=DEBUG adds e.g. torch-xla's metrics report (compile counts and times) after training
+    level = os.environ.get("DISTILL_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("transformers", "datasets", "accelerate", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:

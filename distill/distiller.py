@@ -387,6 +387,10 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     if xla:
         extra["xla_compiles"] = xla_compiles() - compiles0  # flat after the first batch of each width unless shapes churn
         jlog("xla", compiles=extra["xla_compiles"])
+        if log.isEnabledFor(logging.DEBUG):
+            import torch_xla.debug.metrics as met
+
+            log.debug("XLA metrics after training:\n%s", met.short_metrics_report())
     return {**extra, "best_" + metric_key: state["best"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "global_step": state["global_step"], "train_seconds": round(state["train_seconds"], 3),
             "epoch_seconds": state["epoch_seconds"], "history": state["history"]}

@@ -24,7 +24,7 @@ import torch
 
 from distill.cli import run_cli
 from distill.errors import DistillInputError
-from distill.rundir import read_json, write_json
+from distill.rundir import write_json
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 summary ratios computed from the measured figures (no test asserts a time)."""
 
 import json
-from pathlib import Path
 
 import pytest
 

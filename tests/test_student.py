@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import teach_cfg
 from distill import materials
 from distill.errors import DistillInputError
 from distill.predict import PredictConfig
