@@ -115,8 +115,13 @@ def init_process_group(device: str) -> World:
             import torch_xla.distributed.xla_backend  # noqa: F401  registers the "xla" backend
 
             dist.init_process_group("xla", init_method="xla://")
+        elif device == "cuda":
+            import torch
+
+            torch.cuda.set_device(w.local_rank)  # one GPU per process, before NCCL binds to one
+            dist.init_process_group("nccl")
         else:
-            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+            dist.init_process_group("gloo")
         log.info("process %d of %d joined the %s process group", w.rank, w.size, dist.get_backend())
     return w
 
