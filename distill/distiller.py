@@ -373,7 +373,8 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
         else:
             state["bad_evals"] += 1
         state["history"].append({"epoch": epoch + 1, **dev_metrics})
-        jlog("eval", epoch=epoch + 1, step=state["global_step"], seconds=round(secs, 3), best=improved, **dev_metrics)
+        jlog("eval", epoch=epoch + 1, step=state["global_step"], seconds=round(secs, 3), best=improved, **dev_metrics,
+             **({"xla_compiles": xla_compiles() - compiles0} if xla else {}))  # flat after epoch 1 unless shapes churn
         log.info("epoch %d: %s (%.1f s)", epoch + 1, ", ".join(f"{k}={v:.4f}" for k, v in dev_metrics.items()), secs)
         state["epoch"], state["batch"] = epoch + 1, 0
         if opts.patience and state["bad_evals"] >= opts.patience:

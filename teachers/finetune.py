@@ -47,8 +47,9 @@ class KeepBest(TrainerCallback):
     ``patience`` evaluations without improvement. State lives in ``best_dir/best.json`` so a
     resumed run continues the comparison."""
 
-    def __init__(self, best_dir: Path, metric_key: str, tokenizer, patience: int, jlog: JsonlLog):
+    def __init__(self, best_dir: Path, metric_key: str, tokenizer, patience: int, jlog: JsonlLog, xla: bool = False):
         self.best_dir, self.key, self.tokenizer, self.patience, self.jlog = best_dir, metric_key, tokenizer, patience, jlog
+        self.xla = xla
         state = read_json(best_dir / "best.json") if (best_dir / "best.json").is_file() else {}
         self.best = state.get("value")
         self.bad_evals = state.get("bad_evals", 0)
@@ -58,8 +59,13 @@ class KeepBest(TrainerCallback):
         # together; only rank 0 writes.
         value = metrics[self.key]
         write = state.is_world_process_zero
+        extra = {}
+        if self.xla:  # graphs compiled so far: flat from the second evaluation on, unless shapes churn
+            from distill.devices import xla_compiles
+
+            extra["xla_compiles"] = xla_compiles()
         self.jlog("eval", step=state.global_step, epoch=state.epoch,
-                  **{k[5:]: v for k, v in metrics.items() if k.startswith("eval_")})
+                  **{k[5:]: v for k, v in metrics.items() if k.startswith("eval_")}, **extra)
         if self.best is None or value > self.best:
             self.best, self.bad_evals = value, 0
             if write:
@@ -258,7 +264,6 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
         # left on, Trainer multiplies them by the number of processes, so DDP's gradient average and
         # the logged loss come out N times too large.
         average_tokens_across_devices=False,
-        dataloader_drop_last=xla,  # XLA: a fixed batch dimension (a short last batch would compile again)
         train_sampling_strategy="group_by_length",  # batches of similar length: less padding
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -279,7 +284,7 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
         data_collator=PairCollator(tokenizer, buckets=xla),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
-        callbacks=[KeepBest(run_dir / "best", f"eval_{eval_split}_{task.primary_metric}", tokenizer, cfg.patience, jlog),
+        callbacks=[KeepBest(run_dir / "best", f"eval_{eval_split}_{task.primary_metric}", tokenizer, cfg.patience, jlog, xla),
                    LogToJsonl(jlog), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
