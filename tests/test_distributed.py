@@ -37,6 +37,10 @@ def _run(module: str, args: list[str], nproc: int) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _files(run_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
@@ -56,6 +60,7 @@ def test_torchrun_two_processes_match_one(tmp_path, nodrop_bert, glue_dir):
         assert len(starts) == 1 and starts[0]["processes"] == procs
         assert [e["event"] for e in ev].count("done") == 1
         assert not (run_dir / "checkpoints").exists()
+    assert _files(two) == _files(one)  # nothing extra (no per-rank logs or checkpoints), nothing missing
     s1 = json.loads((one / "train_summary.json").read_text())
     s2 = json.loads((two / "train_summary.json").read_text())
     assert s1["global_step"] == s2["global_step"] == 40  # 160 rows / 16 per step x 4 epochs
@@ -73,6 +78,7 @@ def test_torchrun_two_processes_match_one(tmp_path, nodrop_bert, glue_dir):
     s_one, s_two = tmp_path / "cnn-1", tmp_path / "cnn-2"
     _run("distill.student", [*student, "--batch-size", "16", "--output-dir", str(s_one)], 1)
     _run("distill.student", [*student, "--batch-size", "8", "--output-dir", str(s_two)], 2)
+    assert _files(s_two) == _files(s_one)
     w1, w2 = load_file(s_one / "model/model.safetensors"), load_file(s_two / "model/model.safetensors")
     assert w1.keys() == w2.keys()
     for k in w1:
