@@ -35,22 +35,23 @@ def tpu_configured() -> bool:
     return bool(os.environ.get("PJRT_DEVICE")) or bool(glob.glob("/dev/accel*"))
 
 
-def resolve_device(requested: str) -> str:
-    """``--device`` to cpu | cuda | xla. auto = xla when torch_xla is installed and a TPU is
-    configured, else cuda when visible, else cpu."""
+def resolve_device(requested: str, precision: str = "fp32") -> str:
+    """``--device`` to cpu | cuda | xla, checked against ``--precision``. auto = xla when torch_xla
+    is installed and a TPU is configured, else cuda when visible, else cpu."""
     import torch
 
     if requested not in DEVICES:
         raise DistillInputError(f"--device must be one of {', '.join(DEVICES)}")
+    device = requested
     if requested == "auto":
-        if xla_installed() and tpu_configured():
-            return "xla"
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
+        device = "xla" if xla_installed() and tpu_configured() else "cuda" if torch.cuda.is_available() else "cpu"
+    elif requested == "cuda" and not torch.cuda.is_available():
         raise DistillInputError("--device cuda but no CUDA device is visible; use --device cpu or auto")
-    if requested == "xla" and not xla_installed():
+    elif requested == "xla" and not xla_installed():
         raise DistillInputError(f"--device xla but torch_xla is not installed; {XLA_HELP}")
-    return requested
+    if precision == "fp16" and device != "cuda":
+        raise DistillInputError(f"--precision fp16 needs CUDA; on {device.upper()} use --precision bf16 or fp32")
+    return device
 
 
 def keep_libraries_off_xla(device: str) -> None:
@@ -124,25 +125,6 @@ def init_process_group(device: str) -> World:
             dist.init_process_group("gloo")
         log.info("process %d of %d joined the %s process group", w.rank, w.size, dist.get_backend())
     return w
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def broadcast_flag(value: bool, device) -> bool:
-    """Rank 0's ``value`` on every rank (e.g. "stop now"), so all processes take the same branch."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([1.0 if value else 0.0], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
 
 
 def scaled_lr(lr: float, scale: bool) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
-from distill.devices import DEVICES
+from distill.devices import DEVICES, resolve_device, torch_device, world
 from distill.errors import DistillInputError
 from distill.rundir import JsonlLog, read_json, write_json, write_text
 from distill.tasks import Task, get_task
@@ -120,18 +120,14 @@ class StudentConfig:
 
     def resolved(self) -> StudentConfig:
         """Arch defaults filled in, the device chosen, the KD switch applied."""
-        from distill.devices import resolve_device, world
-
         lr, warmup, epochs = ARCH_DEFAULTS[self.arch]
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, self.precision)
         options = dataclasses.asdict(self.arch_config())
         if options.get("embedding") == "sparse" and (device == "xla" or world().size > 1):
             # sparse gradients (SparseAdam) exist neither on XLA nor in NCCL's all-reduce
             log.warning("--embedding sparse -> dense: sparse gradients do not run on %s",
                         "XLA" if device == "xla" else "several processes")
             options["embedding"] = "dense"
-        if self.precision == "fp16" and device != "cuda":
-            raise DistillInputError("--precision fp16 needs CUDA; on CPU or TPU use --precision bf16 or fp32")
         return dataclasses.replace(
             self, lr=self.lr or lr, warmup_ratio=warmup if self.warmup_ratio == -1 else self.warmup_ratio,
             epochs=self.epochs or epochs, device=device,
@@ -302,7 +298,6 @@ def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_f
 def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
     import torch
 
-    from distill.devices import world
     from distill.distiller import FitOptions, evaluate, fit, save_model
     from students.base import load_teacher_weights
 
@@ -378,8 +373,6 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
     write_json(run_dir / "train_summary.json", summary)
 
     # final scores from the kept best model, on every labelled split of the materials
-    from distill.devices import torch_device
-
     best, _, _ = load_student(run_dir / "model")
     best.to(torch_device(cfg.device))  # loaded on the CPU; score it where it trained
     metrics = {}
@@ -426,8 +419,6 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
     if base.seeds == 1:
         return _run_one(base, teacher, show_progress, trial_hook)
     root = Path(base.output_dir)
-    from distill.devices import world
-
     main_rank = world().main
     if main_rank and not base.resume and root.exists() and any(root.iterdir()):
         raise DistillInputError(f"--output-dir {root} already holds a run; pass --resume to continue it or choose a new --output-dir")

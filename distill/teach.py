@@ -148,10 +148,8 @@ class TeachConfig:
         return cls(**merged)
 
     def resolved(self) -> "TeachConfig":
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, self.precision)
         keep_libraries_off_xla(device)
-        if self.precision == "fp16" and device != "cuda":
-            raise DistillInputError("--precision fp16 needs CUDA; on CPU use --precision bf16 or fp32")
         return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}")
 
 
