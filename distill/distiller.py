@@ -72,6 +72,7 @@ class FitOptions:
     hidden_loss: str  # cosine | mse
     patience: int
     save_steps: int
+    eval_steps: int
     log_every: int
     seed: int
     device: str
@@ -242,7 +243,8 @@ def _load_checkpoint(folder: Path, model, projector, optimizers, schedulers) -> 
 def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: FitOptions, run_dir: Path, *,
         pad_id: int, save_best: Callable[[nn.Module, dict], None], jlog: JsonlLog, resume: bool = False,
         progress=None, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Train ``model`` on ``train`` against the teacher's outputs; evaluate on ``dev`` every epoch.
+    """Train ``model`` on ``train`` against the teacher's outputs; evaluate on ``dev`` every epoch
+    (and every ``eval_steps`` steps when set).
 
     The total loss is ``(1 - alpha) * hard + alpha * soft + beta * hidden``. The best model (dev
     task metric) goes to ``save_best(model, metrics)``; a checkpoint in ``run_dir/checkpoint`` every
@@ -295,6 +297,22 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     labelled = torch.from_numpy(train.labelled) if train.labelled is not None else None  # transfer rows: False
     zero = torch.zeros((), device=device)
     bar = progress or (lambda desc, total: contextlib.nullcontext(None))
+
+    def dev_eval(at_epoch: float, secs: float) -> tuple[bool, dict]:
+        """Score dev, keep the model if it is the best so far, log the event: (improved, dev metrics)."""
+        with bar(f"evaluate {len(dev)}", len(dev)) as b:
+            dev_metrics, _ = evaluate(task, model, dev, pad_id=pad_id, opts=opts, on_progress=b.advance if b else None)
+        step_module.train()  # evaluate() switched to eval mode; a mid-epoch evaluation goes on training
+        value = dev_metrics[metric_key]
+        improved = state["best"] is None or value > state["best"]
+        if improved:
+            state.update(best=value, best_epoch=at_epoch, bad_evals=0)
+            if world.main:
+                save_best(model, dev_metrics)
+        state["history"].append({"epoch": at_epoch, **dev_metrics})
+        jlog("eval", epoch=at_epoch, step=state["global_step"], seconds=round(secs, 3), best=improved, **dev_metrics,
+             **({"xla_compiles": xla_compiles() - compiles0} if xla else {}))  # flat after epoch 1 unless shapes churn
+        return improved, dev_metrics
 
     stop = state.get("stopped", False)
     while state["epoch"] < opts.epochs and not stop:
@@ -351,31 +369,25 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                     run_loss = run_n = 0.0
                 if b is not None:
                     b.advance(1)
-                if opts.save_steps and state["global_step"] % opts.save_steps == 0 and state["batch"] < len(batches):
-                    dt = time.perf_counter() - t0
+                mid_eval = opts.eval_steps and state["global_step"] % opts.eval_steps == 0
+                save = opts.save_steps and state["global_step"] % opts.save_steps == 0
+                if (mid_eval or save) and state["batch"] < len(batches):
+                    dt = time.perf_counter() - t0  # evaluation and checkpoint writes stay out of the epoch time
                     epoch_secs += dt
                     state["train_seconds"] += dt
-                    if world.main:
+                    if mid_eval:
+                        dev_eval(round(epoch + state["batch"] / len(batches), 3), epoch_secs)
+                    if world.main:  # a mid-epoch evaluation is checkpointed with it, so --resume keeps its best
                         _save_checkpoint(ckpt_dir, model, projector, optimizers, schedulers, state)
                     t0 = time.perf_counter()
         dt = time.perf_counter() - t0
         state["train_seconds"] += dt
         secs = epoch_secs + dt
         state["epoch_seconds"].append(round(secs, 3))  # the last part of the epoch if it was resumed
-        with bar(f"evaluate {len(dev)}", len(dev)) as b:
-            dev_metrics, _ = evaluate(task, model, dev, pad_id=pad_id, opts=opts, on_progress=b.advance if b else None)
-        value = dev_metrics[metric_key]
-        improved = state["best"] is None or value > state["best"]
-        if improved:
-            state.update(best=value, best_epoch=epoch + 1, bad_evals=0)
-            if world.main:
-                save_best(model, dev_metrics)
-        else:
-            state["bad_evals"] += 1
-        state["history"].append({"epoch": epoch + 1, **dev_metrics})
-        jlog("eval", epoch=epoch + 1, step=state["global_step"], seconds=round(secs, 3), best=improved, **dev_metrics,
-             **({"xla_compiles": xla_compiles() - compiles0} if xla else {}))  # flat after epoch 1 unless shapes churn
+        improved, dev_metrics = dev_eval(epoch + 1, secs)
         log.info("epoch %d: %s (%.1f s)", epoch + 1, ", ".join(f"{k}={v:.4f}" for k, v in dev_metrics.items()), secs)
+        if not improved:
+            state["bad_evals"] += 1  # patience counts epochs: a mid-epoch best (--eval-steps) resets it
         state["epoch"], state["batch"] = epoch + 1, 0
         if opts.patience and state["bad_evals"] >= opts.patience:
             jlog("early_stop", epoch=epoch + 1, bad_evals=state["bad_evals"])

@@ -66,6 +66,7 @@ class StudentConfig:
     seed: int = 42  # first seed (init, dropout, batch order)
     seeds: int = 1  # train this many seeds (seed, seed+1, ...) and report mean ± std
     patience: int = 2  # stop after this many epochs without dev improvement (0 = never)
+    eval_steps: int = 0  # also evaluate on dev every N steps inside an epoch, keeping the best (0 = at epoch ends only; for big transfer sets)
     save_steps: int = 500  # checkpoint every N steps (and every epoch end) for --resume
     log_every: int = 50  # log the loss terms every N steps to RUN/log.jsonl
     resume: bool = False  # continue a killed run in --output-dir from its checkpoint
@@ -90,7 +91,8 @@ class StudentConfig:
             (self.hidden_loss in ("cosine", "mse"), "--hidden-loss must be cosine or mse"),
             (self.max_length == 0 or 4 <= self.max_length <= 512, "--max-length must be in 4..512 (or 0)"),
             (self.seeds >= 1, "--seeds must be >= 1"),
-            (self.patience >= 0 and self.save_steps >= 0 and self.log_every >= 1, "--patience/--save-steps must be >= 0"),
+            (self.patience >= 0 and self.save_steps >= 0 and self.eval_steps >= 0 and self.log_every >= 1,
+             "--patience/--save-steps/--eval-steps must be >= 0 and --log-every >= 1"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
         ]

@@ -210,6 +210,31 @@ def test_resume_replays_exactly(sst2_run, tmp_path, monkeypatch):
     assert res["metrics"]["dev"] == ref["metrics"]["dev"]
 
 
+def test_eval_steps_keeps_the_best_of_every_evaluation(sst2_run, tmp_path):
+    """--eval-steps 4 (10 steps an epoch): dev is scored at global steps 4, 8, 10, 12, ... and the best of all
+    is kept, while training itself is untouched (same final weights as epoch-end evaluation only)."""
+    from safetensors.torch import load_file
+
+    ref = run(student_cfg(sst2_run["run_dir"], tmp_path / "ref", epochs=3, patience=0, lr=5e-3))
+    res = run(student_cfg(sst2_run["run_dir"], tmp_path / "mid", epochs=3, patience=0, lr=5e-3, eval_steps=4))
+    events = [json.loads(line) for line in (tmp_path / "mid/log.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [4, 8, 10, 12, 16, 20, 24, 28, 30]  # global steps, epoch ends
+    assert [e["epoch"] for e in evals][:4] == [0.4, 0.8, 1, 1.2]
+    ref_evals = [json.loads(line) for line in (tmp_path / "ref/log.jsonl").read_text().splitlines()]
+    ref_evals = [e for e in ref_evals if e["event"] == "eval"]
+    # the epoch-end scores are the same as without mid-epoch evaluations ...
+    assert [e["accuracy"] for e in evals if e["step"] % 10 == 0] == [e["accuracy"] for e in ref_evals]
+    a = load_file(tmp_path / "ref/checkpoint/model.safetensors")
+    b = load_file(tmp_path / "mid/checkpoint/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    # ... and the kept model is the best of all nine, scored again from the run directory
+    best = max(e["accuracy"] for e in evals)
+    assert res["metrics"]["dev"]["accuracy"] == best >= ref["metrics"]["dev"]["accuracy"]
+    assert res["summary"]["best_epoch"] == next(e["epoch"] for e in evals if e["accuracy"] == best)
+
+
 def test_refusals(sst2_run, mrpc_run, tmp_path, capsys):
     mat = sst2_run["run_dir"]
     # materials of another task than asked for
