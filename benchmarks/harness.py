@@ -64,23 +64,29 @@ def machine_info() -> dict:
 
 
 def _quantize_int8(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
-    """Dynamic int8 (weights int8 per output channel, activations quantised per batch) of every Linear and LSTM, with
-    torch.ao's fbgemm kernels: deprecated in torch 2.13 but still the fused CPU path; torchao's
-    replacement targets GPUs/new quant formats first."""
+    """Dynamic int8 with torchao (torch.ao.quantization is deprecated in torch 2.13): every nn.Linear
+    gets int8 weights (one scale per output channel) and int8 activations quantised per token at run
+    time, then inductor compiles the model with frozen weights (``Runner`` sets ``freezing``), which
+    lowers the int8 matmuls to oneDNN's AMX/VNNI kernels and fuses the (de)quantisation around them.
+    Eager torchao int8 is barely faster than fp32 (one tensor-subclass dispatch per op): on the SST-2
+    MiniLM teacher at batch 32, 290 ex/s eager vs 614 compiled and frozen (fp32 eager 255).
+    LSTM and convolution weights stay fp32 (torchao quantises linear layers)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
     from teachers import HFTeacher
-    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
-    # per-channel weight scales: on the SST-2 MiniLM teacher 0.8922 vs 0.8853 per-tensor (fp32 0.9014), same speed
-    qconfig = per_channel_dynamic_qconfig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if isinstance(model, HFTeacher):
-            from teachers import load_teacher
+    if isinstance(model, HFTeacher):
+        from teachers import load_teacher
 
-            raw, _ = load_teacher(str(run_dir / "best"))  # unwrapped: HFTeacher's hook must sit on the new head
-            return HFTeacher(torch.ao.quantization.quantize_dynamic(raw.eval(), {torch.nn.Linear: qconfig}, dtype=torch.qint8))
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: qconfig, torch.nn.LSTM: default_dynamic_qconfig},
-                                                      dtype=torch.qint8)
+        model, _ = load_teacher(str(run_dir / "best"))  # a fresh copy: the eager backend keeps the fp32 one
+        model.eval()
+        quantize_(model, Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
+        model.forward = torch.compile(model.forward, dynamic=True)  # under HFTeacher, whose hook reads the head
+        return HFTeacher(model)
+    model = __import__("copy").deepcopy(model).eval()
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
+    model.forward = torch.compile(model.forward, dynamic=True)  # dynamic: real batch sizes and lengths vary
+    return model
 
 
 def _state_size(model: torch.nn.Module) -> int:
@@ -115,6 +121,12 @@ class Runner:
     def __call__(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         if self.session is not None:
             return self.session.run(["logits"], {k: batch[k].numpy() for k in self.names})[0]
+        if self.backend == "int8":
+            import torch._inductor.config as inductor
+
+            # freezing: weights become constants, so inductor packs the int8 weights for oneDNN once
+            with inductor.patch(freezing=True):
+                return self.model(**batch).logits.float().numpy()
         with autocast(torch.device("cpu"), "bf16" if self.backend == "bf16" else "fp32"):
             return self.model(**batch).logits.float().numpy()
 
@@ -183,15 +195,15 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
            "dev_examples": len(ex), "dev_tokens": int(enc.lengths.sum()),
            "tokenize": {"seconds": tok_s, "examples_per_s": len(ex) / tok_s}, "backends": {}}
     for backend in backends:
+        logits = np.zeros((len(ex), task.num_labels), dtype=np.float32)
         try:
             runner = Runner(backend, model, run_dir, out["size_bytes"])
-        except Exception as exc:  # an optional backend missing (no onnxruntime) must not sink the report
+            for idx, batch in sorted_batches:  # the first calls also compile (int8)
+                logits[idx] = runner(batch)
+        except Exception as exc:  # a backend missing (no onnxruntime, no C++ compiler) must not sink the report
             log.warning("%s: backend %s unavailable (%s)", run_dir, backend, exc)
             out["backends"][backend] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
             continue
-        logits = np.zeros((len(ex), task.num_labels), dtype=np.float32)
-        for idx, batch in sorted_batches:
-            logits[idx] = runner(batch)
         acc = task_metrics.compute(task, logits, ex.gold, ex.groups) if ex.gold is not None else {}
         if kind != "teacher" or ex.gold is None:  # a teacher without dev gold: agreement with its own dump
             from distill.distiller import teacher_agreement
