@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from distill.data import Examples
 
@@ -91,6 +92,28 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class FrozenCompiled(nn.Module):
+    """``module`` for inference, compiled by inductor with its weights frozen as constants.
+
+    Freezing lets inductor hand oneDNN prepacked weights once and fuse the element-wise work around
+    the matmuls (bias, GELU, residual add, LayerNorm; int8 (de)quantisation for torchao models).
+    ``dynamic=True``: every length-sorted batch has its own shape, one graph serves them all.
+    Measured on the SST-2 MiniLM teacher dump (8,000 train sentences, batch 128, 2 cores): 836 ->
+    979 examples/s after ~40 s of compiling. Inference only (inference_mode/no_grad), not on XLA.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.compiled = torch.compile(module, dynamic=True)
+
+    def forward(self, *args, **kwargs):
+        import torch._inductor.config as inductor
+
+        with inductor.patch(freezing=True):
+            return self.compiled(*args, **kwargs)
 
 
 def predict_arrays(model: torch.nn.Module, enc: Encoded, *, pad_id: int, batch_size: int = 128,

@@ -73,6 +73,7 @@ class TeachConfig:
     extra: tuple[str, ...] = ()  # NAME=FILE: unlabelled texts (.txt/.tsv/.csv) dumped as extra splits
     temperature: float = 2.0  # T of the stored soft targets softmax(z/T); students may re-derive from logits
     keep_checkpoints: bool = False  # keep RUN/checkpoints (optimiser state) after training finishes
+    compile: bool = False  # dump with the teacher compiled by inductor, weights frozen: ~17 % faster on CPU after ~40 s compiling (worth it from ~50k sentences); not on XLA
     shard_size: int = 100_000  # --extra files are labelled this many rows at a time (memory bound; a kill loses one shard)
     skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
     valid_fraction: float = 0.1  # Jigsaw: share of train held out as dev (Kaggle ships no dev), stratified, seeded
@@ -149,6 +150,8 @@ class TeachConfig:
 
     def resolved(self) -> "TeachConfig":
         device = resolve_device(self.device, self.precision)
+        if self.compile and device == "xla":
+            raise DistillInputError("--compile is for CPU/CUDA dumps: XLA compiles its own graphs; drop --compile")
         keep_libraries_off_xla(device)
         return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}")
 
@@ -385,6 +388,10 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         model.save_pretrained(best_dir)
         tokenizer.save_pretrained(best_dir)
     teacher = HFTeacher(model).to(cfg.device)
+    if cfg.compile:
+        from distill.inference import FrozenCompiled
+
+        teacher = FrozenCompiled(teacher)  # the materials' weights hash is of best/ on disk, unchanged
     teacher_meta = {"name": cfg.teacher, "weights_sha256": weights_sha256(best_dir),
                     "num_parameters": sum(p.numel() for p in model.parameters()),
                     "architecture": type(model).__name__, "hidden_size": getattr(model.config, "hidden_size", None)}

@@ -73,6 +73,21 @@ def test_dump_only_is_reproducible_and_adds_extra(sst2_run, tmp_path):
     assert set(res["metrics"]) >= {"dev"}
 
 
+def test_compiled_dump_matches_eager(sst2_run, tmp_path):
+    """--compile (inductor, frozen weights) writes the same materials as the eager dump."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sst2_run["run_dir"], run_dir)
+    eager = materials.load(run_dir, "dev")
+    logits, pooled = eager.logits.copy(), eager.embeddings.copy()
+    run(TeachConfig.from_run(run_dir, dump_only=True, splits=("dev",), compile=True))
+    compiled = materials.load(run_dir, "dev")
+    assert compiled.ids == eager.ids
+    np.testing.assert_allclose(compiled.logits, logits, atol=1e-4)
+    np.testing.assert_allclose(compiled.embeddings, pooled, atol=1e-4)
+
+
 @pytest.mark.parametrize("task,metric_keys", [("cola", {"mcc", "accuracy"}), ("mrpc", {"f1", "accuracy"}),
                                               ("stsb", {"pearson", "spearman"})])
 def test_other_tasks(tiny_bert, glue_dir, tmp_path, task, metric_keys):
