@@ -168,8 +168,7 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.augment", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m distill.augment", description=__doc__.split("\n\n")[0])
     add_dataclass_args(p, AugmentConfig)
 
     def body():

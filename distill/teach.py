@@ -430,8 +430,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill.teach", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m distill.teach", description=__doc__.split("\n\n")[0])
     add_dataclass_args(p, TeachConfig)
     return p
 

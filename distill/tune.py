@@ -450,8 +450,7 @@ def print_summary(summary: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill.tune", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m distill.tune", description=__doc__.split("\n\n")[0])
     add_dataclass_args(p, TuneConfig)
     return p
 

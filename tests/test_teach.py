@@ -228,3 +228,7 @@ def test_every_cli_help_prints(argv, capsys):
         mod.main([*argv[1:], "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "--output" in out and "(default:" in out
+    import re
+
+    flat = " ".join(out.split())  # argparse wraps help lines
+    assert not re.search(r"\(default: ([^)]*)\) \(default: \1\)", flat), "a default printed twice"
