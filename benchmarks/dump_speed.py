@@ -13,6 +13,10 @@ FLOPs count every multiply-add the encoder executes on the padded batches (QKV/o
 FFN, attention scores and mixing), 2 FLOPs per multiply-add; the peak is the best of a few
 2048×2048 fp32 ``torch.mm`` runs on the same threads, measured right before each timed repeat.
 ``--compile`` times the dump as ``distill.teach --compile`` runs it (inductor, frozen weights).
+``--arch bert-base|bert-large`` swaps the run's model for a randomly initialised BERT of that shape
+(the documented real-machine teachers; the run's tokenizer is the same uncased BERT vocab): same
+compute as the trained model, so the dump's speed and share of peak for the teachers that need it
+most can be measured without Hub access. The pipeline baseline then runs that same random model.
 """
 
 from __future__ import annotations
@@ -57,8 +61,23 @@ def encoder_flops(config, batch_shapes: list[tuple[int, int]]) -> float:
     return total
 
 
+# BertConfig overrides for --arch; bert-base is BertConfig's own default (12 x 768, FFN 3072)
+ARCHS = {"bert-base": {}, "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                             intermediate_size=4096)}
+
+
+def random_bert(arch: str, tokenizer, like) -> torch.nn.Module:
+    """A randomly initialised BertForSequenceClassification of shape ``arch`` with ``like``'s labels."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    conf = BertConfig(vocab_size=tokenizer.vocab_size, num_labels=like.config.num_labels, id2label=like.config.id2label,
+                      label2id=like.config.label2id, **ARCHS[arch])
+    return BertForSequenceClassification(conf).eval()
+
+
 def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch_size: int, repeats: int,
-        compile: bool = False) -> dict:
+        compile: bool = False, arch: str | None = None) -> dict:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
@@ -73,6 +92,8 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
         ex = ex.select(limit)
     model, tok = load_teacher(str(Path(run_dir) / "best"))
     model.eval()
+    if arch is not None:
+        model = random_bert(arch, tok, model)
     teacher = HFTeacher(model)
     if compile:  # distill.teach --compile
         from distill.inference import FrozenCompiled
@@ -128,7 +149,8 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
         "pipeline_bs1_s": pipe[1], f"pipeline_bs{batch_size}_s": pipe[batch_size],
         "speedup_vs_pipeline_bs1": pipe[1] / ours_s, f"speedup_vs_pipeline_bs{batch_size}": pipe[batch_size] / ours_s,
         "pipeline_top_label_agreement": agree,
-        "compile": compile, "warmup_s": warmup_s,
+        "compile": compile, "arch": arch or model.config.model_type, "random_weights": arch is not None,
+        "params": sum(p.numel() for p in model.parameters()), "warmup_s": warmup_s,
         "model_gflop": flops / 1e9, "achieved_gflops": flops / model_s / 1e9,
         "matmul_peak_gflops": float(np.median(peaks)) / 1e9, "matmul_peaks_gflops": [round(p / 1e9, 1) for p in peaks],
         "share_of_peak": float(np.median(shares)), "shares_of_peak": [round(x, 4) for x in shares],
@@ -146,13 +168,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of our dump (median)")
     p.add_argument("--compile", action="store_true", help="time the dump as distill.teach --compile runs it")
+    p.add_argument("--arch", choices=sorted(ARCHS),
+                   help="time a randomly initialised model of this shape instead of the run's (same tokenizer and texts)")
     p.add_argument("--output", help="write the results JSON here")
     a = p.parse_args(argv)
-    res = run(a.run_dir, a.data_dir, a.split, a.limit or None, a.batch_size, a.repeats, a.compile)
+    res = run(a.run_dir, a.data_dir, a.split, a.limit or None, a.batch_size, a.repeats, a.compile, a.arch)
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"materials dump vs transformers.pipeline — {res['task']} {res['split']}, {res['n']} examples")
+    model = f"{res['arch']} ({res['params']:,} params{', random weights' if res['random_weights'] else ''})"
+    t = Table(title=f"materials dump vs transformers.pipeline — {model}, {res['task']} {res['split']}, {res['n']} examples")
     t.add_column("path")
     t.add_column("seconds", justify="right")
     t.add_column("examples/s", justify="right")

@@ -2,6 +2,7 @@
 summary ratios computed from the measured figures (no test asserts a time)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,38 @@ def test_refuses_without_one_teacher(report, tmp_path):
     with pytest.raises(DistillInputError, match="exactly one teacher"):
         bench.run([res["models"][1]["run_dir"]], str(tmp_path / "r"))
     assert bench.main([str(tmp_path / "missing"), "--output-dir", str(tmp_path / "r")]) == 2
+
+
+
+def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
+    """benchmarks.dump_speed on the tiny run: the FLOP count is the formula over the batches it ran,
+    the pipeline on the same model predicts the same labels, and --arch swaps in a random model of
+    another shape (a 8-wide one here; bert-base's parameter count checked on its own)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from benchmarks import dump_speed
+    from distill.data import load_split
+    from distill.inference import encode, length_sorted_batches
+    from distill.tasks import get_task
+
+    run_dir = sst2_run["run_dir"]
+    res = dump_speed.run(run_dir, None, "dev", 24, 8, 1)
+    assert res["n"] == 24 and res["pipeline_top_label_agreement"] == 1.0 and not res["random_weights"]
+
+    tok = AutoTokenizer.from_pretrained(f"{run_dir}/best")
+    data_dir = json.loads(Path(run_dir, "config.json").read_text())["data_dir"]
+    enc = encode(tok, load_split(get_task("sst2"), "dev", data_dir).select(24), res["max_length"])
+    shapes = [(len(b), int(enc.lengths[b].max())) for b in length_sorted_batches(enc.lengths, 8)]
+    h, i, n_layers = 32, 64, 2  # the tiny BERT of conftest
+    want = sum(n_layers * (2 * b * l * (4 * h * h + 2 * h * i) + 4 * b * l * l * h) for b, l in shapes)
+    assert res["model_gflop"] * 1e9 == pytest.approx(want)
+    assert res["padded_tokens"] == sum(b * l for b, l in shapes) >= res["real_tokens"] == int(enc.lengths.sum())
+    assert res["share_of_peak"] == pytest.approx(want / res["ours_model_s"] / (res["matmul_peak_gflops"] * 1e9))
+
+    monkeypatch.setitem(dump_speed.ARCHS, "tiny", dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                                       intermediate_size=16))
+    swapped = dump_speed.run(run_dir, None, "dev", 24, 8, 1, arch="tiny")
+    assert swapped["random_weights"] and swapped["arch"] == "tiny" and swapped["params"] < res["params"]
+    assert swapped["pipeline_top_label_agreement"] == 1.0 and swapped["model_gflop"] < res["model_gflop"]
+    base = dump_speed.random_bert("bert-base", tok, AutoModelForSequenceClassification.from_pretrained(f"{run_dir}/best"))
+    assert sum(p.numel() for p in base.parameters()) == 109_483_778  # bert-base-uncased with a 2-label head
