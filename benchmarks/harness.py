@@ -99,13 +99,14 @@ class Runner:
         self.session = None
         self.model = model
         if backend in ("onnx", "onnx-int8"):
-            from distill.export import ExportConfig, ort_session
+            from distill.export import INT8_SCHEME, ExportConfig, ort_session
             from distill.export import run as export
 
             onnx = run_dir / "model.onnx"
             q = run_dir / "model.int8.onnx"
-            if not onnx.is_file() or not q.is_file():
-                export(ExportConfig(str(run_dir), int8=True))
+            exported = read_json(run_dir / "export.json") if (run_dir / "export.json").is_file() else {}
+            if not onnx.is_file() or not q.is_file() or exported.get("int8", {}).get("scheme") != INT8_SCHEME:
+                export(ExportConfig(str(run_dir), int8=True))  # missing, or int8 from an older recipe
             path = onnx if backend == "onnx" else q
             self.session, self.size_bytes = ort_session(path), path.stat().st_size
             self.names = [i.name for i in self.session.get_inputs()]

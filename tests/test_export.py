@@ -35,6 +35,10 @@ def _roundtrip(run_dir: Path, texts_a, texts_b=None):
     np.testing.assert_allclose(got, ref, atol=1e-4)
     q = ort_session(res["int8"]["onnx"]).run(["logits"], {k: v.numpy() for k, v in batch.items()})[0]
     assert q.shape == ref.shape and np.isfinite(q).all()
+    from distill.export import INT8_SCHEME
+
+    assert res["int8"]["scheme"] == INT8_SCHEME and res["int8"]["calibration_examples"] > 0
+    assert 0.0 <= res["int8"]["argmax_agreement"] <= 1.0
     return res
 
 
@@ -44,6 +48,10 @@ TEXTS = ["a wonderful film indeed", "awful", "hated it so much , really truly a 
 def test_teacher_export_roundtrip(sst2_run):
     res = _roundtrip(Path(sst2_run["run_dir"]), TEXTS)
     assert res["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    # 2 layers: Q/K/V, attention output, FFN in and FFN out read 4 inputs per layer, all smoothed;
+    # all 12 weight MatMuls see [batch, seq, hidden] inputs, so all quantise the first token apart
+    assert res["int8"]["smoothed_inputs"] == 8 and res["int8"]["first_token_apart"] == res["int8"]["matmuls"] == 12
+    assert res["int8"]["calibration_split"] == "train"
 
 
 @pytest.mark.parametrize("arch", ["cnn", "bilstm", "transformer"])
@@ -55,3 +63,67 @@ def test_student_export_roundtrip(arch, mrpc_run, tmp_path):
         assert res["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     else:
         assert res["inputs"] == ["input_ids", "attention_mask", "input_ids_b", "attention_mask_b"]
+
+
+def _matmul_model(weight: np.ndarray):
+    """x [batch, seq, K] @ weight [K, N] as an ONNX model."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", weight.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", weight.shape[1]])],
+                          [numpy_helper.from_array(weight.astype(np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    return m
+
+
+def test_prepare_int8_is_exact_and_rescues_outliers(tmp_path):
+    """Smoothing and the first-token split change nothing in fp32; quantised, they keep the ordinary
+    tokens accurate when the first token and one channel are outliers (BERT's [CLS] and outlier dims)."""
+    import onnx
+
+    from distill.export import prepare_int8, quantize_int8
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 32)) / 8
+    x = rng.normal(size=(4, 12, 64)).astype(np.float32)
+    x[:, 0] *= 40  # a [CLS]-like first token
+    x[:, :, 5] *= 15  # an outlier channel
+    src = tmp_path / "mm.onnx"
+    onnx.save(_matmul_model(w), str(src))
+    ref = x @ w.astype(np.float32)
+
+    m = _matmul_model(w)
+    info = prepare_int8(m, {"x": np.abs(x[:, 1:]).max((0, 1))}, alpha=0.5)
+    assert info == {"smoothed_inputs": 1, "first_token_apart": 1, "matmuls": 1}
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("MatMul") == 2 and "Concat" in ops and "Mul" in ops
+    onnx.save(m, str(tmp_path / "prepared.onnx"))
+    got = ort_session(tmp_path / "prepared.onnx").run(["y"], {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)  # exact rewrite
+
+    def rest_error(q):  # relative error on the ordinary tokens
+        y = ort_session(q).run(["y"], {"x": x})[0]
+        return float(np.abs(y[:, 1:] - ref[:, 1:]).max() / np.abs(ref[:, 1:]).max())
+
+    plain = quantize_int8(src, tmp_path / "plain.onnx", None, alpha=0.0)  # first-token split only
+    smooth = quantize_int8(src, tmp_path / "smooth.onnx", [{"x": x}], alpha=0.5)
+    assert plain["alpha"] == 0.0 and smooth["alpha"] == 0.5 and smooth["smoothed_inputs"] == 1
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(tmp_path / "ort.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+    e_ort, e_plain, e_smooth = rest_error(tmp_path / "ort.onnx"), rest_error(tmp_path / "plain.onnx"), rest_error(tmp_path / "smooth.onnx")
+    assert e_plain < e_ort / 5  # the first token no longer sets everyone's scale
+    assert e_smooth < e_plain / 2  # the outlier channel no longer does either
+    assert e_smooth < 0.02
+
+
+def test_export_int8_settings_are_checked(sst2_run):
+    from distill.errors import DistillInputError
+
+    with pytest.raises(DistillInputError, match="--smooth-alpha"):
+        ExportConfig(sst2_run["run_dir"], int8=True, smooth_alpha=1.5)
+    with pytest.raises(DistillInputError, match="--calib-examples"):
+        ExportConfig(sst2_run["run_dir"], int8=True, calib_examples=0)
