@@ -101,6 +101,18 @@ def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
     assert res["model_gflop"] * 1e9 == pytest.approx(want)
     assert res["padded_tokens"] == sum(b * l for b, l in shapes) >= res["real_tokens"] == int(enc.lengths.sum())
     assert res["share_of_peak"] == pytest.approx(want / res["ours_model_s"] / (res["matmul_peak_gflops"] * 1e9))
+    # the peak is the faster library's; the dump ran as distill.teach's does (prepacked linears)
+    by_lib = res["matmul_peaks_by_library_gflops"]
+    assert "mkl" in by_lib
+    assert [max(lib[r] for lib in by_lib.values()) for r in range(1)] == res["matmul_peaks_gflops"]
+    assert res["prepacked_linears"] >= 12 and res["batch_tokens"] == 1024
+    # a token budget: batches of at most 40 padded tokens, FLOPs counted over those batches
+    small = dump_speed.run(run_dir, None, "dev", 24, 8, 1, batch_tokens=40, prepack=False)
+    shapes = [(len(b), int(enc.lengths[b].max())) for b in length_sorted_batches(enc.lengths, 8, 40)]
+    assert small["batches"] == len(shapes) > res["batches"] == 3 and small["prepacked_linears"] == 0
+    assert all(b * l <= 40 or b == 1 for b, l in shapes)
+    assert small["model_gflop"] * 1e9 == pytest.approx(sum(n_layers * (2 * b * l * (4 * h * h + 2 * h * i) + 4 * b * l * l * h)
+                                                           for b, l in shapes))
 
     monkeypatch.setitem(dump_speed.ARCHS, "tiny", dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                                        intermediate_size=16))
