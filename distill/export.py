@@ -125,6 +125,62 @@ def activation_absmax(path: Path, batches) -> dict[str, np.ndarray]:
     return amax
 
 
+def smooth_scales(act_absmax: np.ndarray, weight_absmax: np.ndarray, alpha: float) -> np.ndarray:
+    """SmoothQuant's per-input-channel factors s_k = max|x_k|^alpha / max|W_k|^(1-alpha) (Xiao et al.
+    2023, eq. 4): x @ W = (x / s) @ (s W) moves activation outliers into the weights."""
+    return (np.maximum(act_absmax, 1e-5) ** alpha / np.maximum(weight_absmax, 1e-5) ** (1 - alpha)).astype(np.float32)
+
+
+class SmoothedLinear(torch.nn.Module):
+    """``linear(x / s)`` with ``linear``'s weight already multiplied by s per input channel: the same
+    function, with smaller activation outliers for a dynamic int8 quantiser of ``linear``."""
+
+    def __init__(self, linear: torch.nn.Linear, s: np.ndarray):
+        super().__init__()
+        scale = torch.from_numpy(s).to(linear.weight.dtype)
+        with torch.no_grad():
+            linear.weight.mul_(scale)  # [out, in] * [in]
+        self.linear = linear
+        self.register_buffer("inv_scale", 1 / scale, persistent=False)
+
+    def forward(self, x):
+        return self.linear(x * self.inv_scale)
+
+
+def smooth_linears(model: torch.nn.Module, batches, alpha: float = 0.5) -> int:
+    """SmoothQuant for a PyTorch model, in place: every ``nn.Linear`` that saw inputs while ``model``
+    ran on ``batches`` (dicts of its keyword inputs) becomes a ``SmoothedLinear``. Returns how many."""
+    amax: dict[torch.nn.Module, torch.Tensor] = {}
+
+    def hook(mod, args, _out):
+        a = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+        amax[mod] = torch.maximum(amax[mod], a) if mod in amax else a
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+    n = 0
+
+    def swap(parent):
+        nonlocal n
+        for name, child in parent.named_children():
+            # a Linear with hooks keeps its input as it is (HFTeacher's hook reads the head's input)
+            if isinstance(child, torch.nn.Linear) and child in amax and not child._forward_pre_hooks:
+                w_max = child.weight.detach().abs().amax(0).float().numpy()
+                setattr(parent, name, SmoothedLinear(child, smooth_scales(amax[child].float().numpy(), w_max, alpha)))
+                n += 1
+            else:
+                swap(child)
+
+    swap(model)
+    return n
+
+
 def prepare_int8(model, amax: dict[str, np.ndarray] | None = None, alpha: float = 0.5) -> dict:
     """Rewrite an fp32 graph in place (exactly, in fp32) so ONNX Runtime's dynamic int8 keeps its accuracy.
 
@@ -158,7 +214,7 @@ def prepare_int8(model, amax: dict[str, np.ndarray] | None = None, alpha: float 
         # smooth only where every weight belongs to this input alone (a tied weight would change elsewhere)
         if alpha > 0 and amax is not None and x in amax and all(uses[n.input[1]] == 1 for n in nodes):
             w_max = np.max([np.abs(w).max(1) for w in weights], axis=0)  # [K]
-            s = (np.maximum(amax[x], 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha)).astype(np.float32)
+            s = smooth_scales(amax[x], w_max, alpha)
             for n, w in zip(nodes, weights):
                 inits[n.input[1]].CopyFrom(numpy_helper.from_array(w * s[:, None], n.input[1]))
             model.graph.initializer.append(numpy_helper.from_array(1 / s, f"smooth{j}_inv"))

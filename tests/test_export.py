@@ -127,3 +127,30 @@ def test_export_int8_settings_are_checked(sst2_run):
         ExportConfig(sst2_run["run_dir"], int8=True, smooth_alpha=1.5)
     with pytest.raises(DistillInputError, match="--calib-examples"):
         ExportConfig(sst2_run["run_dir"], int8=True, calib_examples=0)
+
+
+def test_smooth_linears_is_exact_and_keeps_the_head_input(tiny_bert):
+    """SmoothQuant for the torchao int8 backend: the same logits and pooled vector in fp32, every
+    encoder Linear smoothed, the head (hooked by HFTeacher) left as it is."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from distill.export import SmoothedLinear, smooth_linears
+    from teachers import HFTeacher
+
+    torch.manual_seed(0)
+    ref = HFTeacher(AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval())
+    model = HFTeacher(AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval())
+    batches = [{"input_ids": torch.randint(1000, 2000, (4, 9)), "attention_mask": torch.ones(4, 9, dtype=torch.long)}
+               for _ in range(2)]
+    n = smooth_linears(model, batches, alpha=0.5)
+    assert n == 13  # 2 layers x 6 + the pooler; the classifier carries HFTeacher's hook
+    assert isinstance(model.model.classifier, torch.nn.Linear)
+    assert sum(isinstance(m, SmoothedLinear) for m in model.modules()) == 13
+    scales = [m.inv_scale for m in model.modules() if isinstance(m, SmoothedLinear)]
+    assert all(not torch.allclose(s, torch.ones_like(s)) for s in scales)  # it did move something
+    with torch.inference_mode():
+        for b in batches:
+            a, r = model(**b), ref(**b)
+            torch.testing.assert_close(a.logits, r.logits, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(a.pooled, r.pooled, rtol=1e-4, atol=1e-5)
