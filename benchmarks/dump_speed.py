@@ -68,11 +68,6 @@ def matmul_peaks(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     return out
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
-    """This machine's fp32 matmul peak as torch reaches it: the best library's best run."""
-    return max(matmul_peaks(n, repeats).values())
-
-
 def encoder_flops(config, batch_shapes: list[tuple[int, int]]) -> float:
     """FLOPs of a BERT encoder over batches of shape (B, L): per layer and token, 4 H×H projections
     and two H×I FFN matmuls, plus L×H for scores and for mixing; 2 FLOPs per multiply-add."""

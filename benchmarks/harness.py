@@ -64,18 +64,7 @@ def machine_info() -> dict:
     return info
 
 
-def calibration_batches(run_dir: Path, n: int = 512) -> list[dict]:
-    """Padded batches of the first ``n`` training texts of a run's materials (int8 calibration)."""
-    from distill.export import _calibration_examples
-    from distill.predict import load_predictor
-
-    _, _, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
-    ex, _ = _calibration_examples(run_dir, n)
-    enc = encode(tokenizer, ex, max_length, siamese=siamese)
-    return [pad_batch(enc, idx, tokenizer.pad_token_id) for idx in length_sorted_batches(enc.lengths, 64)]
-
-
-def _quantize_int8(model: torch.nn.Module, run_dir: Path, smooth_alpha: float = 0.5) -> torch.nn.Module:
+def _quantize_int8(model: torch.nn.Module, run_dir: Path, calib: list[dict] | None, smooth_alpha: float = 0.5) -> torch.nn.Module:
     """Dynamic int8 with torchao (torch.ao.quantization is deprecated in torch 2.13): every nn.Linear
     gets int8 weights (one scale per output channel) and int8 activations quantised per token at run
     time, after SmoothQuant (``distill.export.smooth_linears``, alpha 0.5, 512 training texts) moved
@@ -95,10 +84,10 @@ def _quantize_int8(model: torch.nn.Module, run_dir: Path, smooth_alpha: float = 
         model = HFTeacher(load_teacher(str(run_dir / "best"))[0])
     else:
         model = copy.deepcopy(model)
-    if smooth_alpha > 0:
+    if smooth_alpha > 0 and calib:
         from distill.export import smooth_linears
 
-        smooth_linears(model.eval(), calibration_batches(run_dir), smooth_alpha)
+        smooth_linears(model.eval(), calib, smooth_alpha)
     quantize_(model.eval(), Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
     return FrozenCompiled(model)
 
@@ -112,7 +101,7 @@ def _state_size(model: torch.nn.Module) -> int:
 class Runner:
     """One backend of one model: ``__call__(batch) -> logits`` (numpy), plus its size on disk."""
 
-    def __init__(self, backend: str, model, run_dir: Path, size_bytes: int):
+    def __init__(self, backend: str, model, run_dir: Path, size_bytes: int, calib: list[dict] | None = None):
         self.backend, self.size_bytes = backend, size_bytes
         self.session = None
         self.model = model
@@ -129,7 +118,7 @@ class Runner:
             self.session, self.size_bytes = ort_session(path), path.stat().st_size
             self.names = [i.name for i in self.session.get_inputs()]
         elif backend == "int8":
-            self.model = _quantize_int8(model, run_dir)
+            self.model = _quantize_int8(model, run_dir, calib)
             self.size_bytes = _state_size(self.model.module)  # FrozenCompiled: the quantised model, once
 
     @torch.inference_mode()
@@ -206,7 +195,12 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
     for backend in backends:
         logits = np.zeros((len(ex), task.num_labels), dtype=np.float32)
         try:
-            runner = Runner(backend, model, run_dir, out["size_bytes"])
+            calib = None
+            if backend == "int8":  # SmoothQuant's calibration texts, tokenised with the tokenizer already loaded
+                from distill.export import calibration_batches
+
+                calib = calibration_batches(run_dir, tokenizer, max_length, siamese)[0]
+            runner = Runner(backend, model, run_dir, out["size_bytes"], calib)
             for idx, batch in sorted_batches:  # the first calls also compile (int8)
                 logits[idx] = runner(batch)
         except Exception as exc:  # a backend missing (no onnxruntime, no C++ compiler) must not sink the report

@@ -270,10 +270,12 @@ def quantize_int8(src: Path, dst: Path, calib_batches=None, alpha: float = 0.5) 
     return {**info, "alpha": alpha if amax is not None else 0.0, "scheme": INT8_SCHEME}
 
 
-def _calibration_examples(run_dir: Path, n: int):
-    """The first ``n`` training texts the run's teacher labelled (the eval split where no train split
-    was dumped), and that split's name: int8 calibration never needs gold labels."""
+def calibration_batches(run_dir: Path, tokenizer, max_length: int, siamese: bool, n: int = 512) -> tuple[list[dict], str]:
+    """Padded batches (length-sorted, 64 a batch) of the first ``n`` training texts the run's teacher
+    labelled — the eval split where no train split was dumped — and that split's name. int8
+    calibration (ONNX and torchao alike) never needs gold labels."""
     from distill import materials
+    from distill.inference import encode, length_sorted_batches, pad_batch
     from distill.predict import eval_materials
 
     cfg = read_json(run_dir / "config.json")
@@ -284,7 +286,8 @@ def _calibration_examples(run_dir: Path, n: int):
         split = mat.split
         log.warning("%s: no train materials; calibrating int8 on %s", run_dir, split)
     ex = mat.to_examples()
-    return ex.select(min(n, len(ex))), split
+    enc = encode(tokenizer, ex.select(min(n, len(ex))), max_length, siamese=siamese)
+    return [pad_batch(enc, idx, tokenizer.pad_token_id) for idx in length_sorted_batches(enc.lengths, 64)], split
 
 
 def run(cfg: ExportConfig) -> dict:
@@ -315,16 +318,19 @@ def run(cfg: ExportConfig) -> dict:
     t0 = time.perf_counter()
     names = export_onnx(model, sample, out, cfg.opset)
     export_s = time.perf_counter() - t0
-    sess = ort_session(out)
-    worst, agree, n = 0.0, 0, 0
+    # (numpy feeds, eager logits) per batch, computed once for the fp32 check and the int8 one
+    checks = []
     with torch.inference_mode():
         for idx in length_sorted_batches(enc.lengths, 32):
             batch = pad_batch(enc, idx, pad)
-            ref = model(**batch).logits.float().numpy()
-            got = sess.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
-            agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
-            n += len(idx)
+            checks.append(({k: v.numpy() for k, v in batch.items()}, model(**batch).logits.float().numpy()))
+    sess = ort_session(out)
+    worst, agree, n = 0.0, 0, 0
+    for feeds, ref in checks:
+        got = sess.run(["logits"], feeds)[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+        agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
+        n += len(ref)
     summary = {"onnx": str(out), "inputs": names, "opset": cfg.opset, "export_seconds": round(export_s, 2),
                "checked_examples": n, "max_abs_logit_diff": worst, "argmax_agreement": agree / max(n, 1),
                "size_bytes": out.stat().st_size}
@@ -334,21 +340,13 @@ def run(cfg: ExportConfig) -> dict:
                                 f"nothing written (report this with the run's config.json)")
     if cfg.int8:
         q = out.with_name(out.stem + ".int8.onnx")
-        calib, calib_split = _calibration_examples(run_dir, cfg.calib_examples)
-        cenc = encode(tokenizer, calib, max_length, siamese=siamese)
-        batches = ({k: v.numpy() for k, v in pad_batch(cenc, idx, pad).items()} for idx in length_sorted_batches(cenc.lengths, 64))
-        info = quantize_int8(out, q, batches, cfg.smooth_alpha)
+        calib, calib_split = calibration_batches(run_dir, tokenizer, max_length, siamese, cfg.calib_examples)
+        info = quantize_int8(out, q, [{k: v.numpy() for k, v in b.items()} for b in calib], cfg.smooth_alpha)
         sess = ort_session(q)
-        q_agree = n_q = 0
-        for idx in length_sorted_batches(enc.lengths, 32):
-            batch = pad_batch(enc, idx, pad)
-            with torch.inference_mode():
-                ref = model(**batch).logits.float().numpy()
-            got = sess.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0]
-            q_agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
-            n_q += len(idx)
+        q_agree = sum(int((ref.argmax(-1) == sess.run(["logits"], feeds)[0].argmax(-1)).sum()) for feeds, ref in checks)
         summary["int8"] = {"onnx": str(q), "size_bytes": q.stat().st_size, **info, "calibration_split": calib_split,
-                           "calibration_examples": len(calib), "argmax_agreement": q_agree / max(n_q, 1)}
+                           "calibration_examples": sum(len(b["input_ids"]) for b in calib),
+                           "argmax_agreement": q_agree / max(n, 1)}
     if not cfg.output:
         write_json(run_dir / "export.json", summary)
     log.info("exported %s: max |onnx - eager| = %.2e on %d dev examples", out, worst, n)

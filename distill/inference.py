@@ -112,8 +112,8 @@ class PrepackedLinear(nn.Module):
 
     Why: eager fp32 ``nn.Linear`` goes to MKL's sgemm, which takes its AVX2 path on AMD CPUs. Measured
     on this project's AMD EPYC machine (2 cores, torch 2.13): a 2048^3 matmul at 174 GFLOP/s through
-    ``torch.mm`` (MKL) and 417-442 through oneDNN; the SST-2 MiniLM dump went from ~450 to ~900
-    sentences/s. Same math (fp32 accumulation), different blocking: outputs agree to ~1e-6.
+    ``torch.mm`` (MKL) and 417-442 through oneDNN; the SST-2 MiniLM dump went from 449 to 1,009
+    sentences/s (with --dump-batch-tokens). Same math (fp32 accumulation), different blocking: outputs agree to ~1e-6.
     """
 
     def __init__(self, linear: nn.Linear, batch_hint: int = 1024):
