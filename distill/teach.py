@@ -73,7 +73,7 @@ class TeachConfig:
     extra: tuple[str, ...] = ()  # NAME=FILE: unlabelled texts (.txt/.tsv/.csv) dumped as extra splits
     temperature: float = 2.0  # T of the stored soft targets softmax(z/T); students may re-derive from logits
     keep_checkpoints: bool = False  # keep RUN/checkpoints (optimiser state) after training finishes
-    compile: bool = False  # dump with the teacher compiled by inductor, weights frozen: ~17 % faster on CPU after ~40 s compiling (worth it from ~50k sentences); not on XLA
+    compile: bool = False  # dump with the teacher compiled by inductor, weights frozen (~40 s compiling; faster on fixed shapes, measured slower than the prepacked eager dump on length-sorted shards); not on XLA
     dump_batch_tokens: int = 1024  # dump batches hold at most this many padded tokens (and --eval-batch-size sentences), so every matmul gets ~1k rows: BERT-base dump 80 % of peak vs 71 % in 64-sentence batches (0 = off)
     prepack: bool = True  # CPU fp32 dump: Linear layers through oneDNN with weights prepacked once (MKL's eager sgemm runs AVX2 code on AMD CPUs, 2.4x slower there); off with --compile
     shard_size: int = 100_000  # --extra files are labelled this many rows at a time (memory bound; a kill loses one shard)
