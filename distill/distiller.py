@@ -244,7 +244,7 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
         pad_id: int, save_best: Callable[[nn.Module, dict], None], jlog: JsonlLog, resume: bool = False,
         progress=None, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``model`` on ``train`` against the teacher's outputs; evaluate on ``dev`` every epoch
-    (and every ``eval_steps`` steps when set).
+    (and every ``eval_steps`` steps into each epoch when set).
 
     The total loss is ``(1 - alpha) * hard + alpha * soft + beta * hidden``. The best model (dev
     task metric) goes to ``save_best(model, metrics)``; a checkpoint in ``run_dir/checkpoint`` every
@@ -369,7 +369,8 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
                     run_loss = run_n = 0.0
                 if b is not None:
                     b.advance(1)
-                mid_eval = opts.eval_steps and state["global_step"] % opts.eval_steps == 0
+                # counted from the epoch start, so a mid-epoch eval never lands a step after the epoch-end one
+                mid_eval = opts.eval_steps and state["batch"] % opts.eval_steps == 0
                 save = opts.save_steps and state["global_step"] % opts.save_steps == 0
                 if (mid_eval or save) and state["batch"] < len(batches):
                     dt = time.perf_counter() - t0  # evaluation and checkpoint writes stay out of the epoch time

@@ -66,7 +66,7 @@ class StudentConfig:
     seed: int = 42  # first seed (init, dropout, batch order)
     seeds: int = 1  # train this many seeds (seed, seed+1, ...) and report mean ± std
     patience: int = 2  # stop after this many epochs without dev improvement (0 = never)
-    eval_steps: int = 0  # also evaluate on dev every N steps inside an epoch, keeping the best (0 = at epoch ends only; for big transfer sets)
+    eval_steps: int = 0  # also evaluate on dev every N steps into each epoch, keeping the best (0 = at epoch ends only; for big transfer sets)
     save_steps: int = 500  # checkpoint every N steps (and every epoch end) for --resume
     log_every: int = 50  # log the loss terms every N steps to RUN/log.jsonl
     resume: bool = False  # continue a killed run in --output-dir from its checkpoint

@@ -211,7 +211,8 @@ def test_resume_replays_exactly(sst2_run, tmp_path, monkeypatch):
 
 
 def test_eval_steps_keeps_the_best_of_every_evaluation(sst2_run, tmp_path):
-    """--eval-steps 4 (10 steps an epoch): dev is scored at global steps 4, 8, 10, 12, ... and the best of all
+    """--eval-steps 4 (10 steps an epoch): dev is scored 4 and 8 steps into each epoch and at its end
+    (global steps 4, 8, 10, 14, ...), never a step after an epoch end, and the best of all
     is kept, while training itself is untouched (same final weights as epoch-end evaluation only)."""
     from safetensors.torch import load_file
 
@@ -219,8 +220,8 @@ def test_eval_steps_keeps_the_best_of_every_evaluation(sst2_run, tmp_path):
     res = run(student_cfg(sst2_run["run_dir"], tmp_path / "mid", epochs=3, patience=0, lr=5e-3, eval_steps=4))
     events = [json.loads(line) for line in (tmp_path / "mid/log.jsonl").read_text().splitlines()]
     evals = [e for e in events if e["event"] == "eval"]
-    assert [e["step"] for e in evals] == [4, 8, 10, 12, 16, 20, 24, 28, 30]  # global steps, epoch ends
-    assert [e["epoch"] for e in evals][:4] == [0.4, 0.8, 1, 1.2]
+    assert [e["step"] for e in evals] == [4, 8, 10, 14, 18, 20, 24, 28, 30]
+    assert [e["epoch"] for e in evals][:4] == [0.4, 0.8, 1, 1.4]
     ref_evals = [json.loads(line) for line in (tmp_path / "ref/log.jsonl").read_text().splitlines()]
     ref_evals = [e for e in ref_evals if e["event"] == "eval"]
     # the epoch-end scores are the same as without mid-epoch evaluations ...
