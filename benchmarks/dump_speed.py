@@ -15,7 +15,9 @@ FFN, attention scores and mixing), 2 FLOPs per multiply-add. The peak is the mac
 oneDNN with a prepacked weight (``distill.inference.PrepackedLinear``; MKL takes its AVX2 path on
 AMD CPUs and reaches 40 % of oneDNN there) — measured right before each timed repeat.
 The dump runs as ``distill.teach`` runs it: Linear layers prepacked for oneDNN (``--no-prepack``:
-plain eager), batches of at most ``--batch-tokens`` padded tokens and ``--batch-size`` sentences.
+plain eager), batches of at most ``--batch-tokens`` padded tokens and ``--batch-size`` sentences,
+one worker thread per torch thread each running whole batches (``--workers 1``: every op split
+across the threads instead).
 ``--compile`` times the dump as ``distill.teach --compile`` runs it (inductor, frozen weights).
 ``--arch bert-base|bert-large`` swaps the run's model for a randomly initialised BERT of that shape
 (the documented real-machine teachers; the run's tokenizer is the same uncased BERT vocab): same
@@ -95,7 +97,8 @@ def random_bert(arch: str, tokenizer, like) -> torch.nn.Module:
 
 
 def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch_size: int, repeats: int,
-        compile: bool = False, arch: str | None = None, batch_tokens: int | None = 1024, prepack: bool = True) -> dict:
+        compile: bool = False, arch: str | None = None, batch_tokens: int | None = 1024, prepack: bool = True,
+        workers: int = 0) -> dict:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
@@ -127,10 +130,14 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
 
         teacher = FrozenCompiled(teacher)
     max_length = cfg["max_length"]
+    from distill.inference import auto_workers
+
+    workers = workers or auto_workers("cpu", compile)  # as distill.teach --dump-workers 0
 
     def ours():
         enc = encode(tok, ex, max_length)
-        return enc, predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens)
+        return enc, predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens,
+                                   workers=workers)
 
     t = time.perf_counter()
     ours()  # warm-up (allocator, oneDNN kernels; with --compile: compiling)
@@ -144,7 +151,8 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
         t = time.perf_counter()
         enc = encode(tok, ex, max_length)
         t_tok = time.perf_counter()
-        logits, _ = predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens)
+        logits, _ = predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens,
+                                   workers=workers)
         t_end = time.perf_counter()
         ours_times.append(t_end - t)
         model_times.append(t_end - t_tok)
@@ -181,6 +189,7 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
         "params": sum(p.numel() for p in model.parameters()), "warmup_s": warmup_s,
         "model_gflop": flops / 1e9, "achieved_gflops": flops / model_s / 1e9,
         "batch_tokens": batch_tokens, "batches": len(shapes), "prepacked_linears": prepacked,
+        "workers": workers,
         "matmul_peak_gflops": float(np.median(peaks)) / 1e9, "matmul_peaks_gflops": [round(p / 1e9, 1) for p in peaks],
         "matmul_peaks_by_library_gflops": {k: [round(p[k] / 1e9, 1) for p in lib_peaks] for k in lib_peaks[0]},
         "share_of_peak": float(np.median(shares)), "shares_of_peak": [round(x, 4) for x in shares],
@@ -199,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-tokens", type=int, default=1024,
                    help="most padded tokens in a batch, as distill.teach --dump-batch-tokens (0 = batches of --batch-size)")
     p.add_argument("--no-prepack", action="store_true", help="plain eager nn.Linear (MKL) instead of the dump's prepacked oneDNN linears")
+    p.add_argument("--workers", type=int, default=0,
+                   help="threads running whole batches, as distill.teach --dump-workers (0 = one per torch thread)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of our dump (median)")
     p.add_argument("--compile", action="store_true", help="time the dump as distill.teach --compile runs it")
     p.add_argument("--arch", choices=sorted(ARCHS),
@@ -206,7 +217,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", help="write the results JSON here")
     a = p.parse_args(argv)
     res = run(a.run_dir, a.data_dir, a.split, a.limit or None, a.batch_size, a.repeats, a.compile, a.arch,
-              a.batch_tokens or None, not a.no_prepack)
+              a.batch_tokens or None, not a.no_prepack, a.workers)
     from rich.console import Console
     from rich.table import Table
 
@@ -216,6 +227,7 @@ def main(argv=None) -> int:
     t.add_column("seconds", justify="right")
     t.add_column("examples/s", justify="right")
     how = f"≤ {a.batch_size} sentences" + (f" / ≤ {a.batch_tokens} tokens" if a.batch_tokens else "")
+    how += f", {res['workers']} worker{'s' if res['workers'] > 1 else ''}"
     how += ", compiled" if a.compile else (", prepacked oneDNN linears" if res["prepacked_linears"] else ", eager")
     t.add_row(f"distill dump ({how}, length-sorted)", f"{res['ours_s']:.2f}", f"{res['ours_examples_per_s']:.0f}")
     t.add_row("pipeline (default bs 1)", f"{res['pipeline_bs1_s']:.2f}", f"{res['n'] / res['pipeline_bs1_s']:.0f}")

@@ -52,3 +52,58 @@ def test_prepack_linears_swaps_every_linear(tiny_bert):
     with torch.inference_mode():
         torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits,
                                    ref(input_ids=ids, attention_mask=mask).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_worker_threads_match_one_stream(tiny_bert, pooling):
+    """predict_arrays(workers=2): each thread runs whole batches on a weight-sharing replica; the rows
+    come back in example order, equal to a one-stream run, with every example's progress reported
+    once and torch's thread count restored. The mean pooler's per-call mask (kept on the module by a
+    hook) must stay per replica, or a batch would pool with another batch's mask."""
+    from distill.inference import Encoded, predict_arrays, replicate
+    from teachers.hf import HFTeacher, load_teacher
+
+    model, _ = load_teacher(str(tiny_bert), pooling=pooling)
+    if torch.backends.mkldnn.is_available():
+        prepack_linears(model)  # prepacked (opaque) weights are shared, not copied
+    teacher = HFTeacher(model).eval()
+    twin = replicate(teacher)
+    assert twin is not teacher and twin.model is not teacher.model
+    assert {p.data_ptr() for p in twin.parameters()} == {p.data_ptr() for p in teacher.parameters()}
+    assert all(a is b for a, b in zip(twin.buffers(), teacher.buffers()))
+    # the hooks that stash per-call state are the replica's own: bound to it, on its modules
+    from teachers.hf import _head
+
+    assert [h.__self__ for h in _head(twin.model)._forward_pre_hooks.values()] == [twin]
+    assert twin.model.base_model.pooler is not teacher.model.base_model.pooler
+    rng = np.random.default_rng(0)
+    enc = Encoded([[101, *rng.integers(1000, 2000, size=n).tolist(), 102] for n in rng.integers(1, 30, size=200)], None)
+    threads = torch.get_num_threads()
+    ref = predict_arrays(teacher, enc, pad_id=0, batch_size=16, max_tokens=128, workers=1)
+    seen = []
+    got = predict_arrays(teacher, enc, pad_id=0, batch_size=16, max_tokens=128, workers=2, on_progress=seen.append)
+    assert torch.get_num_threads() == threads
+    assert sum(seen) == 200 and len(seen) == len(length_sorted_batches(enc.lengths, 16, 128))
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    single = predict_arrays(teacher, Encoded(enc.input_ids[:1], None), pad_id=0, workers=2)  # one batch: no threads
+    np.testing.assert_allclose(single[0], ref[0][:1], atol=1e-5)
+
+
+def test_worker_error_reaches_the_caller(tiny_bert):
+    """A worker's exception stops the others and is raised in the calling thread; threads restored."""
+    from distill.inference import Encoded, predict_arrays
+
+    calls = []
+
+    class Boom(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            calls.append(input_ids.shape)
+            raise ValueError("bad batch")
+
+    threads = torch.get_num_threads()
+    enc = Encoded([[101, 5, 102]] * 64, None)
+    with pytest.raises(ValueError, match="bad batch"):
+        predict_arrays(Boom(), enc, pad_id=0, batch_size=4, workers=2)
+    assert torch.get_num_threads() == threads
+    assert len(calls) <= 2  # each worker stopped at its first failure, not after all 16 batches

@@ -89,8 +89,8 @@ def test_compiled_dump_matches_eager(sst2_run, tmp_path):
 
 
 def test_prepacked_dump_matches_plain_eager(sst2_run, tmp_path):
-    """The default CPU dump (oneDNN-prepacked linears, token-budget batches) writes the materials a
-    plain eager dump in fixed batches writes."""
+    """The default CPU dump (oneDNN-prepacked linears, token-budget batches, one worker thread per
+    torch thread) writes the materials a plain eager one-stream dump in fixed batches writes."""
     import shutil
 
     run_dir = tmp_path / "run"
@@ -99,10 +99,11 @@ def test_prepacked_dump_matches_plain_eager(sst2_run, tmp_path):
     logits, pooled = fast.logits.copy(), fast.embeddings.copy()
     setup = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if '"dump_setup"' in x]
     assert setup[-1]["prepacked_linears"] >= 12 and setup[-1]["batch_tokens"] == 1024
-    run(TeachConfig.from_run(run_dir, dump_only=True, splits=("dev",), prepack=False, dump_batch_tokens=0))
+    assert setup[-1]["workers"] == setup[-1]["threads"] >= 1
+    run(TeachConfig.from_run(run_dir, dump_only=True, splits=("dev",), prepack=False, dump_batch_tokens=0, dump_workers=1))
     plain = materials.load(run_dir, "dev")
     setup = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if '"dump_setup"' in x]
-    assert setup[-1]["prepacked_linears"] == 0 and setup[-1]["batch_tokens"] == 0
+    assert setup[-1]["prepacked_linears"] == 0 and setup[-1]["batch_tokens"] == 0 and setup[-1]["workers"] == 1
     assert plain.ids == fast.ids
     np.testing.assert_allclose(plain.logits, logits, atol=1e-5)
     np.testing.assert_allclose(plain.embeddings, pooled, atol=1e-5)
