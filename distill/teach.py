@@ -109,6 +109,7 @@ class TeachConfig:
             (self.shard_size >= 1, "--shard-size must be >= 1"),
             (self.dump_batch_tokens >= 0, "--dump-batch-tokens must be >= 0 (0 = batches of --eval-batch-size sentences)"),
             (self.dump_workers >= 0, "--dump-workers must be >= 0 (0 = one per torch thread on CPU)"),
+            (not (self.compile and self.dump_workers > 1), "--compile runs one compiled teacher: drop --dump-workers or --compile"),
             (not (self.resume and self.dump_only), "--resume and --dump-only exclude each other"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.aux_weight >= 0 and self.margin >= 0, "--aux-weight and --margin must be >= 0"),

@@ -129,6 +129,8 @@ def test_other_tasks(tiny_bert, glue_dir, tmp_path, task, metric_keys):
     (["--teacher", "/nonexistent/model"], "teacher folder /nonexistent/model does not exist"),
     (["--teacher", "no-such-org/no-such-model"], "could not be loaded from Hub model"),
     (["--extra", "dev=x.txt"], "clashes"),
+    (["--compile", "--dump-workers", "2"], "--compile runs one compiled teacher"),
+    (["--dump-workers", "-1"], "--dump-workers must be >= 0"),
 ])
 def test_bad_input_exit_2_nothing_written(tmp_path, capsys, glue_dir, argv, match):
     out = tmp_path / "run"
