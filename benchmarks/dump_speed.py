@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from distill.data import load_split
-from distill.inference import encode, length_sorted_batches, predict_arrays
+from distill.inference import encode, length_sorted_batches, predict_arrays, resolve_workers
 from distill.rundir import read_json, write_json
 from distill.tasks import get_task
 
@@ -130,9 +130,7 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
 
         teacher = FrozenCompiled(teacher)
     max_length = cfg["max_length"]
-    from distill.inference import auto_workers
-
-    workers = workers or auto_workers("cpu", compile)  # as distill.teach --dump-workers 0
+    workers = resolve_workers(workers, "cpu", compile)  # as distill.teach --dump-workers
 
     def ours():
         enc = encode(tok, ex, max_length)

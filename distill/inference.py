@@ -286,7 +286,10 @@ def _in_threads(model: nn.Module, batches: list[np.ndarray], run: Callable, work
         torch.set_num_threads(threads)
 
 
-def auto_workers(device: str, compiled: bool = False) -> int:
-    """Default ``predict_arrays`` workers: one per torch thread for an eager CPU model, else 1
-    (CUDA and XLA run one stream; an inductor-compiled model is not replicated)."""
+def resolve_workers(requested: int, device: str, compiled: bool = False) -> int:
+    """``predict_arrays`` workers for a ``--dump-workers``-style request: ``requested`` when > 0, else
+    one per torch thread for an eager CPU model and 1 otherwise (CUDA and XLA run one stream; an
+    inductor-compiled model is not replicated)."""
+    if requested:
+        return requested
     return torch.get_num_threads() if device == "cpu" and not compiled else 1

@@ -244,14 +244,8 @@ def _check_extras(task: Task, cfg: TeachConfig) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _dump_workers(cfg: TeachConfig) -> int:
-    from distill.inference import auto_workers
-
-    return cfg.dump_workers or auto_workers(cfg.device, cfg.compile)
-
-
 def _dump_extra(teacher, tokenizer, task: Task, cfg: TeachConfig, base: dict, name: str, path: str, rows: int,
-                run_dir: Path, jlog: JsonlLog, show_progress: bool) -> int:
+                run_dir: Path, jlog: JsonlLog, show_progress: bool, workers: int) -> int:
     """Label an --extra file shard by shard (``--shard-size`` rows in memory at a time); finished
     shards survive a kill and are skipped by the next run; then the shards become one split."""
     from distill.inference import encode, predict_arrays
@@ -282,7 +276,7 @@ def _dump_extra(teacher, tokenizer, task: Task, cfg: TeachConfig, base: dict, na
             logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
                                             device=cfg.device, precision=cfg.precision,
                                             on_progress=b.advance if b else None, max_tokens=cfg.dump_batch_tokens,
-                                            workers=_dump_workers(cfg))
+                                            workers=workers)
             write_shard(folder, ex, logits, pooled, {**meta, "index": k})
             secs = time.perf_counter() - ts
             done += len(ex)
@@ -363,7 +357,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
         raise DistillInputError(f"--dump-only --teacher {cfg.teacher}: its head has {model.config.num_labels} labels, "
                                 f"{task.name} needs {task.num_labels}; fine-tune it first")
 
-    from distill.inference import encode, predict_arrays
+    from distill.inference import encode, predict_arrays, resolve_workers
 
     if rank.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -417,15 +411,17 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     base = base_manifest(task, teacher=teacher_meta, tokenizer=tokenizer_info(tokenizer, cfg.teacher),
                          max_length=cfg.max_length, temperature=cfg.temperature)
 
+    workers = resolve_workers(cfg.dump_workers, cfg.device, cfg.compile)
     jlog("dump_setup", prepacked_linears=prepacked, compile=cfg.compile, batch_tokens=cfg.dump_batch_tokens,
-         batch_size=cfg.eval_batch_size, workers=_dump_workers(cfg), threads=torch.get_num_threads())
+         batch_size=cfg.eval_batch_size, workers=workers, threads=torch.get_num_threads())
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     dump_splits = list(cfg.splits or task.splits) + [e.split("=", 1)[0] for e in cfg.extra]
     t0 = time.perf_counter()
     n_total = 0
     for split in dump_splits:
         if split in extras:
-            n_total += _dump_extra(teacher, tokenizer, task, cfg, base, split, *extras[split], run_dir, jlog, show_progress)
+            n_total += _dump_extra(teacher, tokenizer, task, cfg, base, split, *extras[split], run_dir, jlog, show_progress,
+                                   workers)
             continue
         ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows,
                                                           holdout=cfg.holdout())
@@ -435,7 +431,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
             logits, pooled = predict_arrays(teacher, enc, pad_id=tokenizer.pad_token_id, batch_size=cfg.eval_batch_size,
                                             device=cfg.device, precision=cfg.precision,
                                             on_progress=b.advance if b else None, max_tokens=cfg.dump_batch_tokens,
-                                            workers=_dump_workers(cfg))
+                                            workers=workers)
         write_split(run_dir / "materials", base, split, ex, logits, pooled, task)
         secs = time.perf_counter() - ts
         n_total += len(ex)

@@ -61,7 +61,7 @@ def test_worker_threads_match_one_stream(tiny_bert, pooling):
     once and torch's thread count restored. The mean pooler's per-call mask (kept on the module by a
     hook) must stay per replica, or a batch would pool with another batch's mask."""
     from distill.inference import Encoded, predict_arrays, replicate
-    from teachers.hf import HFTeacher, load_teacher
+    from teachers.hf import HFTeacher, _head, load_teacher
 
     model, _ = load_teacher(str(tiny_bert), pooling=pooling)
     if torch.backends.mkldnn.is_available():
@@ -72,8 +72,6 @@ def test_worker_threads_match_one_stream(tiny_bert, pooling):
     assert {p.data_ptr() for p in twin.parameters()} == {p.data_ptr() for p in teacher.parameters()}
     assert all(a is b for a, b in zip(twin.buffers(), teacher.buffers()))
     # the hooks that stash per-call state are the replica's own: bound to it, on its modules
-    from teachers.hf import _head
-
     assert [h.__self__ for h in _head(twin.model)._forward_pre_hooks.values()] == [twin]
     assert twin.model.base_model.pooler is not teacher.model.base_model.pooler
     rng = np.random.default_rng(0)
