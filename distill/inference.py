@@ -119,29 +119,57 @@ class PrepackedLinear(nn.Module):
     on this project's AMD EPYC machine (2 cores, torch 2.13): a 2048^3 matmul at 174 GFLOP/s through
     ``torch.mm`` (MKL) and 417-442 through oneDNN; the SST-2 MiniLM dump went from 449 to 1,009
     sentences/s (with --dump-batch-tokens). Same math (fp32 accumulation), different blocking: outputs agree to ~1e-6.
+    ``gelu`` applies the exact (erf) GELU to the output as a oneDNN post-op, on each tile while it is
+    still in cache: bit-identical to ``F.gelu`` after the linear. (Its tanh approximation is not:
+    within 5e-7, so tanh-GELU models keep their own activation.)
     """
 
-    def __init__(self, linear: nn.Linear, batch_hint: int = 1024):
+    def __init__(self, linear: nn.Linear, batch_hint: int = 1024, gelu: bool = False):
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.in_features, self.out_features, self.gelu = linear.in_features, linear.out_features, gelu
         w = linear.weight.detach()
         self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(w, batch_hint), persistent=False)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        if self.gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, gelu={self.gelu}"
+
+
+def _is_exact_gelu(act) -> bool:
+    """Whether an activation module is exactly ``F.gelu`` with the erf: ``nn.GELU()`` or transformers'
+    ACT2FN["gelu"] (``GELUActivation``; its pure-Python variant computes another formula)."""
+    if isinstance(act, nn.GELU):
+        return act.approximate == "none"
+    return type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is nn.functional.gelu
 
 
 def prepack_linears(module: nn.Module) -> int:
     """Swap every fp32 ``nn.Linear`` of a CPU ``module`` for a ``PrepackedLinear``, in place (the module
     is then for inference only: no gradients, no state_dict of those weights). Returns how many;
-    0 where oneDNN is not built into torch."""
+    0 where oneDNN is not built into torch.
+
+    A BERT-style FFN input block (``*Intermediate``: ``intermediate_act_fn(dense(x))``, as in BERT,
+    RoBERTa, ELECTRA, XLM-R, DeBERTa) with an exact ``F.gelu`` gets the GELU fused into its linear
+    (the activation becomes ``nn.Identity``). Why: the [tokens, 4H] GELU output is the largest
+    activation of the layer, and computing it on the linear's tiles saves a round trip through
+    memory: the MiniLM SST-2 dump ran 4 % faster on the 2-core AMD machine, the same outputs.
+    """
     if not torch.backends.mkldnn.is_available():
         return 0
     n = 0
+    gelu = (type(module).__name__.endswith("Intermediate") and isinstance(getattr(module, "dense", None), nn.Linear)
+            and _is_exact_gelu(getattr(module, "intermediate_act_fn", None)))
     for name, child in module.named_children():
         if isinstance(child, nn.Linear) and child.weight.device.type == "cpu" and child.weight.dtype == torch.float32:
-            setattr(module, name, PrepackedLinear(child))
+            fuse = gelu and name == "dense"
+            setattr(module, name, PrepackedLinear(child, gelu=fuse))
+            if fuse:
+                module.intermediate_act_fn = nn.Identity()
             n += 1
         else:
             n += prepack_linears(child)

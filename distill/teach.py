@@ -76,7 +76,7 @@ class TeachConfig:
     compile: bool = False  # dump with the teacher compiled by inductor, weights frozen (~40 s compiling; faster on fixed shapes, measured slower than the prepacked eager dump on length-sorted shards); not on XLA
     dump_batch_tokens: int = 1024  # dump batches hold at most this many padded tokens (and --eval-batch-size sentences), so every matmul gets ~1k rows: BERT-base dump 80 % of peak vs 71 % in 64-sentence batches (0 = off)
     dump_workers: int = 0  # CPU dump: threads that each run whole batches on a weight-sharing copy of the teacher (0 = one per torch thread; 1 = every op split across the threads): MiniLM's SST-2 train dump 79 s vs 87 s on 2 cores
-    prepack: bool = True  # CPU fp32 dump: Linear layers through oneDNN with weights prepacked once (MKL's eager sgemm runs AVX2 code on AMD CPUs, 2.4x slower there); off with --compile
+    prepack: bool = True  # CPU fp32 dump: Linear layers through oneDNN with weights prepacked once (MKL's eager sgemm runs AVX2 code on AMD CPUs, 2.4x slower there), the FFN's erf GELU fused into its linear; off with --compile
     shard_size: int = 100_000  # --extra files are labelled this many rows at a time (memory bound; a kill loses one shard)
     skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
     valid_fraction: float = 0.1  # Jigsaw: share of train held out as dev (Kaggle ships no dev), stratified, seeded

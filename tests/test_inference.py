@@ -38,6 +38,26 @@ def test_prepacked_linear_matches_linear(bias):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_prepacked_linear_fused_gelu_is_exact():
+    """The GELU post-op computes what F.gelu computes after the unfused prepacked linear, bit for bit;
+    only the exact (erf) GELU is fused, so a tanh-GELU or Python-GELU model keeps its activation."""
+    from transformers.activations import ACT2FN
+
+    from distill.inference import _is_exact_gelu
+
+    assert _is_exact_gelu(ACT2FN["gelu"]) and _is_exact_gelu(torch.nn.GELU())
+    assert not any(_is_exact_gelu(a) for a in (ACT2FN["gelu_python"], ACT2FN["gelu_pytorch_tanh"], ACT2FN["gelu_new"],
+                                               torch.nn.GELU("tanh"), torch.nn.ReLU(), None))
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 256)
+    plain, fused = PrepackedLinear(lin), PrepackedLinear(lin, gelu=True)
+    with torch.inference_mode():
+        for shape in [(5, 64), (3, 11, 64), (40, 13, 64)]:
+            x = 3 * torch.randn(*shape)  # reaching the tails, where erf saturates
+            assert torch.equal(fused(x), torch.nn.functional.gelu(plain(x)))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_prepack_linears_swaps_every_linear(tiny_bert):
     from transformers import AutoModelForSequenceClassification
 
@@ -46,6 +66,12 @@ def test_prepack_linears_swaps_every_linear(tiny_bert):
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert prepack_linears(model) == n_linear >= 12  # 2 layers x 6, pooler, classifier
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    # each layer's GELU (hidden_act "gelu": F.gelu, erf) rides on its FFN input linear
+    for layer in model.bert.encoder.layer:
+        assert layer.intermediate.dense.gelu
+        assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.Identity)
+    assert not any(m.gelu for n, m in model.named_modules()
+               if isinstance(m, PrepackedLinear) and not n.endswith("intermediate.dense"))
     ids = torch.randint(1000, 2000, (4, 9))
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
