@@ -16,9 +16,9 @@ oneDNN with a prepacked weight (``distill.inference.PrepackedLinear``; MKL takes
 AMD CPUs and reaches 40 % of oneDNN there) — the better of two measurements, right before and
 right after each timed repeat.
 The dump runs as ``distill.teach`` runs it: Linear layers prepacked for oneDNN, the FFN's GELU
-fused into its input linear (``--no-prepack``: plain eager), batches of at most ``--batch-tokens`` padded tokens and ``--batch-size`` sentences,
-one worker thread per torch thread each running whole batches (``--workers 1``: every op split
-across the threads instead).
+fused into its input linear (``--no-prepack``: plain eager), batches of at most ``--batch-tokens``
+padded tokens and ``--batch-size`` sentences, one worker thread per torch thread each running whole
+batches (``--workers 1``: every op split across the threads instead).
 ``--compile`` times the dump as ``distill.teach --compile`` runs it (inductor, frozen weights).
 ``--arch bert-base|bert-large`` swaps the run's model for a randomly initialised BERT of that shape
 (the documented real-machine teachers; the run's tokenizer is the same uncased BERT vocab): same
@@ -145,7 +145,7 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
     # The peak is measured right before and right after each timed repeat, and each repeat is scored
     # against the better of its two: this VM's clock drifts (2048^3 peaks of 339-442 GFLOP/s on
     # different runs), so a fixed peak would not be fair, and now and then one measurement gets half
-    # the cores (~210 GFLOP/s on 2 cores, 1 in ~6 on 2026-12-02), which alone would score a repeat over 100 %.
+    # the cores (~210 GFLOP/s on 2 cores, 3 in 28 on 2026-12-02): alone it would score a repeat > 100 %.
     ours_times, model_times, peaks, lib_peaks = [], [], [], []
     for _ in range(repeats):
         before = matmul_peaks()
@@ -192,8 +192,8 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
         "compile": compile, "arch": arch or model.config.model_type, "random_weights": arch is not None,
         "params": sum(p.numel() for p in model.parameters()), "warmup_s": warmup_s,
         "model_gflop": flops / 1e9, "achieved_gflops": flops / model_s / 1e9,
-        "batch_tokens": batch_tokens, "batches": len(shapes), "prepacked_linears": prepacked, "gelu_fused_linears": gelu_fused,
-        "workers": workers,
+        "batch_tokens": batch_tokens, "batches": len(shapes), "prepacked_linears": prepacked,
+        "gelu_fused_linears": gelu_fused, "workers": workers,
         "matmul_peak_gflops": float(np.median(peaks)) / 1e9, "matmul_peaks_gflops": [round(p / 1e9, 1) for p in peaks],
         "matmul_peaks_by_library_gflops": {k: [round(p[k] / 1e9, 1) for p in lib_peaks] for k in lib_peaks[0]},
         "share_of_peak": float(np.median(shares)), "shares_of_peak": [round(x, 4) for x in shares],
