@@ -127,14 +127,14 @@ class PrepackedLinear(nn.Module):
     def __init__(self, linear: nn.Linear, batch_hint: int = 1024, gelu: bool = False):
         super().__init__()
         self.in_features, self.out_features, self.gelu = linear.in_features, linear.out_features, gelu
+        self.post_op = ("gelu", "none") if gelu else ("none", "")  # oneDNN (attr, algorithm): erf GELU or none
         w = linear.weight.detach()
         self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(w, batch_hint), persistent=False)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
-        if self.gelu:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "none")
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        attr, algorithm = self.post_op
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, attr, [], algorithm)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, gelu={self.gelu}"
@@ -143,9 +143,11 @@ class PrepackedLinear(nn.Module):
 def _is_exact_gelu(act) -> bool:
     """Whether an activation module is exactly ``F.gelu`` with the erf: ``nn.GELU()`` or transformers'
     ACT2FN["gelu"] (``GELUActivation``; its pure-Python variant computes another formula)."""
+    from transformers.activations import GELUActivation
+
     if isinstance(act, nn.GELU):
         return act.approximate == "none"
-    return type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is nn.functional.gelu
+    return isinstance(act, GELUActivation) and act.act is nn.functional.gelu
 
 
 def prepack_linears(module: nn.Module) -> int:
