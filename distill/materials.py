@@ -19,6 +19,8 @@ match rows to their own data **by id** (``Materials.rows_for``), never by batch 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -93,10 +95,11 @@ def write_split(mat_dir: str | os.PathLike, base: dict, split: str, examples: Ex
         for name, arr in arrays.items():
             write_npy(tmp / f"{name}.npy", arr)
         write_text(tmp / "examples.jsonl", "\n".join(example_lines(examples)) + "\n")
+        files = file_records(tmp)
     manifest["splits"][split] = {
         "n": n, "ids_sha256": ids_sha256(examples.ids), "text_sha256": examples.text_sha256(),
         "labelled": examples.gold is not None, "source": examples.source,
-        "arrays": {k: list(v.shape) for k, v in arrays.items()},
+        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "files": files,
     }
     write_json(mat_dir / "manifest.json", manifest)
     return manifest
@@ -128,6 +131,15 @@ def _open_manifest(mat_dir: Path, base: dict) -> dict:
     return manifest if manifest is not None else {**base, "versions": versions(), "splits": {}}
 
 
+def splits_replaced(mat_dir: str | os.PathLike, base: dict, dumping: list[str]) -> list[str]:
+    """Splits of the folder's manifest that a dump with identity ``base`` (teacher, tokenizer,
+    temperature, ...) would remove without re-dumping them: empty when the identity is unchanged."""
+    manifest = _read_manifest(Path(mat_dir))
+    if manifest is None or all(manifest.get(k) == base[k] for k in _IDENTITY):
+        return []
+    return [s for s in manifest["splits"] if s not in dumping]
+
+
 def write_shard(folder: Path, examples: Examples, logits: np.ndarray, pooled: np.ndarray | None, meta: dict) -> None:
     """One shard of a large unlabelled split (``--extra``), written whole or not at all."""
     with atomic_dir(folder) as tmp:
@@ -142,7 +154,6 @@ def assemble_shards(mat_dir: str | os.PathLike, base: dict, split: str, shards: 
                     source: str) -> dict:
     """Concatenate shard folders into the split's arrays, streaming: each array is a memory-mapped
     .npy filled shard by shard, so the whole split is never in memory. Hashes match ``write_split``'s."""
-    import hashlib
 
     mat_dir = Path(mat_dir)
     manifest = _open_manifest(mat_dir, base)
@@ -177,10 +188,98 @@ def assemble_shards(mat_dir: str | os.PathLike, base: dict, split: str, shards: 
         for v in out.values():
             v.flush()
         del out
+        files = file_records(tmp)
     manifest["splits"][split] = {"n": n, "ids_sha256": ids_h.hexdigest(), "text_sha256": text_h.hexdigest(),
-                                 "labelled": False, "source": source, "arrays": shapes, "shards": len(shards)}
+                                 "labelled": False, "source": source, "arrays": shapes, "shards": len(shards),
+                                 "files": files}
     write_json(mat_dir / "manifest.json", manifest)
     return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _npy_header(path: Path) -> tuple[list[int], str]:
+    """(shape, dtype) from a .npy header without reading the data; ValueError if it is no .npy."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in readers:
+            raise ValueError(f".npy format version {version}")
+        shape, _, dtype = readers[version](fh)
+    return list(shape), dtype.str
+
+
+def _record(path: Path, sha256=None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"sha256": (sha256 or _sha256)(path)}
+    if path.suffix == ".npy":
+        rec["shape"], rec["dtype"] = _npy_header(path)
+    return rec
+
+
+def file_records(folder: Path) -> dict[str, dict]:
+    """{file name: {"sha256", and for .npy "shape", "dtype"}} of a split folder, as written."""
+    return {f.name: _record(f) for f in sorted(folder.iterdir())}
+
+
+# Files already checked in this process: (path, size, mtime_ns, inode) -> sha256. Tune trials and
+# student seeds load the same split many times; each file is hashed once.
+_CHECKED: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _CHECKED:
+        _CHECKED[key] = _sha256(path)
+    return _CHECKED[key]
+
+
+# dtype each array must have (labels: class ids or scores)
+_DTYPES = {"logits": ("<f4",), "soft": ("<f4",), "embeddings": ("<f4",), "labels": ("<i8", "<f4"), "pairs": ("<i8",)}
+
+
+def check_split_files(folder: Path, info: dict, manifest_path: Path) -> dict[str, dict]:
+    """Compare every file of a split with its manifest record: shape and dtype from each .npy header
+    (an object array, which would need unpickling, is refused before it is read), and the sha256
+    (once per process). Splits dumped before hashes were recorded get them now (returned, for the
+    manifest). Any difference is one DistillInputError naming the file."""
+    def damaged(path: Path, what: str) -> DistillInputError:
+        return DistillInputError(f"{path} {what}; the materials are damaged or were replaced, re-dump them with "
+                                 f"python -m distill.teach --output-dir RUN --dump-only")
+
+    records = info.get("files")
+    names = [f"{a}.npy" for a in ARRAYS if (folder / f"{a}.npy").is_file()] + ["examples.jsonl"]
+    names += sorted(set(records or ()) - set(names))  # recorded but gone: reported as missing
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise damaged(path, "is missing")
+        if name.endswith(".npy"):
+            try:
+                shape, dtype = _npy_header(path)
+            except (ValueError, OSError) as exc:
+                raise damaged(path, f"is not a readable .npy file ({exc})") from None
+            want_dtype = records[name]["dtype"] if records and name in records else None
+            if dtype not in _DTYPES[path.stem] or (want_dtype and dtype != want_dtype):
+                raise damaged(path, f"holds {dtype} values, expected {want_dtype or ' or '.join(_DTYPES[path.stem])}")
+            want_shape = records[name]["shape"] if records and name in records else info.get("arrays", {}).get(path.stem)
+            if want_shape is not None and shape != list(want_shape):
+                raise damaged(path, f"has shape {shape}, the manifest {manifest_path} says {list(want_shape)}")
+            if path.stem != "pairs" and shape[0] != info["n"]:
+                raise damaged(path, f"has {shape[0]} rows, the manifest says {info['n']}")
+        if records is not None:
+            if name not in records:
+                raise damaged(path, f"is not recorded in {manifest_path}")
+            if _file_sha256(path) != records[name]["sha256"]:
+                raise damaged(path, f"differs from the file that was dumped (sha256 {_file_sha256(path)[:12]}…, "
+                                    f"recorded {records[name]['sha256'][:12]}…)")
+    return records if records is not None else {n: _record(folder / n, _file_sha256) for n in names}
 
 
 def _read_manifest(mat_dir: Path) -> dict | None:
@@ -260,16 +359,20 @@ def load(run_dir: str | os.PathLike, split: str, *, task: str | None = None, tea
         raise DistillInputError(f"{mat_dir}/{split}: the texts differ from the ones the teacher labelled; "
                                 f"re-dump the materials for this data")
     folder = mat_dir / split
+    files = check_split_files(folder, info, mat_dir / "manifest.json")
+    if "files" not in info:  # dumped before hashes were recorded: record them now (best effort)
+        manifest["splits"][split]["files"] = files
+        with contextlib.suppress(OSError):
+            write_json(mat_dir / "manifest.json", manifest)
     arrays = {}
     for name in ARRAYS:
         path = folder / f"{name}.npy"
         if path.is_file():
             arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    for name, arr in arrays.items():
-        if (name != "pairs" and arr.shape[0] != info["n"]) or len(rows) != info["n"]:
-            raise DistillInputError(f"{folder}/{name}.npy has {arr.shape[0]} rows, the manifest says {info['n']}; "
-                                    f"the materials are damaged, re-dump them")
+    if len(rows) != info["n"]:
+        raise DistillInputError(f"{folder}/examples.jsonl has {len(rows)} rows, the manifest says {info['n']}; "
+                                f"the materials are damaged, re-dump them")
     mat = Materials(
         split=split, ids=[r["id"] for r in rows], text_a=[r["text_a"] for r in rows],
         text_b=[r["text_b"] for r in rows] if rows and "text_b" in rows[0] else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -14,12 +16,21 @@ from typing import Any
 import numpy as np
 
 
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (mkstemp's own 0o600 would hide
+    every output from the user's colleagues)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -104,3 +115,51 @@ class JsonlLog:
         line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=_json_default)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+LOCK_NAME = ".lock"
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a folder holds anything besides a writer's lock file."""
+    return run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+
+
+def clear_run(run_dir: Path) -> None:
+    """Empty a run directory for --overwrite, keeping the caller's lock file."""
+    for p in run_dir.iterdir():
+        if p.name != LOCK_NAME:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike, flag: str = "--output-dir"):
+    """Hold an exclusive advisory lock on ``run_dir`` (``RUN/.lock``, with the holder's pid) for the
+    ``with`` block: a second writer is refused at once with one sentence. The kernel drops the lock
+    when the holder exits in any way (kill -9 included), so a dead holder never blocks a re-run.
+    A folder this call created and nothing else wrote to is removed again on the way out."""
+    from distill.errors import DistillInputError
+
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, file_mode())
+    except (NotADirectoryError, FileExistsError):
+        raise DistillInputError(f"{flag} {run_dir} is an existing file, not a folder; choose another {flag}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DistillInputError(f"{flag} {run_dir} is being written by another distill process (pid {holder}); "
+                                f"wait for it to finish or choose another {flag}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        yield run_dir
+    finally:
+        if created and not holds_run(run_dir):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(run_dir)
+        os.close(fd)  # releases the lock

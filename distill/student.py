@@ -14,6 +14,7 @@ K seeds into RUN/seed-<s>/ and writes their mean ± std to RUN/metrics.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -30,7 +31,7 @@ import numpy as np
 from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
 from distill.devices import DEVICES, resolve_device, torch_device, world
 from distill.errors import DistillInputError
-from distill.rundir import JsonlLog, read_json, write_json, write_text
+from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json, write_text
 from distill.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class StudentConfig:
     save_steps: int = 500  # checkpoint every N steps (and every epoch end) for --resume
     log_every: int = 50  # log the loss terms every N steps to RUN/log.jsonl
     resume: bool = False  # continue a killed run in --output-dir from its checkpoint
+    overwrite: bool = False  # replace what --output-dir holds (a failed or unwanted run), once the new run's input checks pass
     device: str = "auto"  # auto (xla if torch_xla is installed and a TPU/PJRT_DEVICE is configured, else cuda if present, else cpu) | cpu | cuda | xla
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     scale_lr: bool = False  # multi-process: multiply --lr by the number of processes (linear scaling rule, Goyal et al. 2017)
@@ -95,6 +97,7 @@ class StudentConfig:
              "--patience/--save-steps/--eval-steps must be >= 0 and --log-every >= 1"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
+            (not (self.overwrite and self.resume), "--overwrite starts a new run: drop --resume"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -155,7 +158,7 @@ def command_line(cfg: StudentConfig) -> str:
     parts = ["python", "-m", "distill.student"]
     for f in dataclasses.fields(StudentConfig):
         v = getattr(cfg, f.name)
-        if f.name in ("options", "resume", "seeds") or v == getattr(base, f.name):
+        if f.name in ("options", "resume", "seeds", "overwrite") or v == getattr(base, f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
         parts += [flag] if v is True else [f"--no-{f.name.replace('_', '-')}"] if v is False else [flag, str(v)]
@@ -293,11 +296,18 @@ def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_f
         if old.get("teacher_weights_sha256") != teacher.manifest["teacher"]["weights_sha256"]:
             raise DistillInputError(f"--resume: {run_dir} was distilled from a different teacher's materials; "
                                     f"pass the original --materials or use a new --output-dir")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it or choose a new --output-dir")
+    elif holds_run(run_dir) and not cfg.overwrite:
+        raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it, --overwrite "
+                                f"to replace it, or choose a new --output-dir")
 
 
 def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
+    # one writer per run directory; seeds run side by side in their own seed-N/ folders
+    with run_lock(cfg.output_dir) if world().main else contextlib.nullcontext():
+        return _train_one(cfg, teacher, show_progress, trial_hook)
+
+
+def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
     import torch
 
     from distill.distiller import FitOptions, evaluate, fit, save_model
@@ -346,6 +356,8 @@ def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial
 
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:  # only now: bad input above left the old run as it was
+            clear_run(run_dir)
     jlog = JsonlLog(run_dir / "log.jsonl", enabled=main_rank)
     if main_rank and not cfg.resume:
         write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
@@ -420,9 +432,17 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
         base = dataclasses.replace(base, alpha=1.0)
     if base.seeds == 1:
         return _run_one(base, teacher, show_progress, trial_hook)
+    with run_lock(base.output_dir) if world().main else contextlib.nullcontext():
+        return _run_seeds(base, teacher, show_progress)
+
+
+def _run_seeds(base: StudentConfig, teacher: TeacherRun, show_progress: bool) -> dict:
     root = Path(base.output_dir)
     main_rank = world().main
-    if main_rank and not base.resume and root.exists() and any(root.iterdir()):
+    if main_rank and base.overwrite:
+        clear_run(root)  # each seed's folder is then new
+        base = dataclasses.replace(base, overwrite=False)
+    if main_rank and not base.resume and holds_run(root):
         raise DistillInputError(f"--output-dir {root} already holds a run; pass --resume to continue it or choose a new --output-dir")
     if main_rank:
         root.mkdir(parents=True, exist_ok=True)

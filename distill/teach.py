@@ -31,9 +31,9 @@ from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
 from distill.data import Examples, iter_text_file, load_split
 from distill.devices import DEVICES, keep_libraries_off_xla, resolve_device, world
 from distill.errors import DistillInputError
-from distill.materials import base_manifest, write_split
+from distill.materials import base_manifest, splits_replaced, write_split
 from distill.modeling import POOLINGS
-from distill.rundir import JsonlLog, read_json, write_json
+from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json
 from distill.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 @dataclass
 class TeachConfig:
     task: str = "sst2"  # task name from distill.tasks (GLUE: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; Jigsaw: jigsaw-toxic, jigsaw-severity, jigsaw-multilingual)
-    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), a Hub name (bert-base-uncased), a local folder or a teacher run
+    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "mpnet" (offline all-mpnet-base-v2, the [base] extra), a Hub name (bert-base-uncased), a local folder or a teacher run
     pooling: str = "auto"  # sentence vector for the head: auto (the teacher's own: mean for sentence-transformers folders like MiniLM, else cls) | cls | mean
     data_dir: str | None = None  # classic glue_data folder (GLUE; leave out to load from the Hub), or the Kaggle files' folder (Jigsaw)
     output_dir: str = ""  # run directory (default runs/teach-<task>)
     epochs: float = 3.0  # BERT fine-tunes for 2-4 epochs (Devlin et al. 2019)
-    lr: float = 1e-4  # peak AdamW lr; small MiniLM wants 1e-4, use 2e-5..5e-5 for bert-base/large
+    lr: float | None = None  # peak AdamW lr (default: the teacher's: 1e-4 for small MiniLM, 2e-5 for MPNet and any other)
     batch_size: int = 32  # examples per optimiser step (per device), before accumulation
     eval_batch_size: int = 128  # examples per batch for evaluation and the materials dump
     grad_accum: int = 1  # gradient accumulation steps
@@ -68,6 +68,7 @@ class TeachConfig:
     save_steps: int = 500  # checkpoint every N optimiser steps, for --resume
     log_every: int = 50  # log loss / lr every N steps to RUN/log.jsonl
     resume: bool = False  # continue a killed run in --output-dir from its newest complete checkpoint
+    overwrite: bool = False  # replace what --output-dir holds (a failed or unwanted run), once the new run's input checks pass
     dump_only: bool = False  # no training: dump materials from RUN/best, or from --teacher if RUN is new
     splits: tuple[str, ...] = ()  # splits to dump (default: all of the task's splits)
     extra: tuple[str, ...] = ()  # NAME=FILE: unlabelled texts (.txt/.tsv/.csv) dumped as extra splits
@@ -94,7 +95,7 @@ class TeachConfig:
         task = get_task(self.task)
         checks = [
             (self.epochs > 0, "--epochs must be > 0"),
-            (self.lr > 0, "--lr must be > 0"),
+            (self.lr is None or self.lr > 0, "--lr must be > 0"),
             (self.batch_size > 0 and self.eval_batch_size > 0, "--batch-size and --eval-batch-size must be > 0"),
             (self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),
             (self.grad_accum >= 1, "--grad-accum must be >= 1"),
@@ -111,6 +112,7 @@ class TeachConfig:
             (self.dump_workers >= 0, "--dump-workers must be >= 0 (0 = one per torch thread on CPU)"),
             (not (self.compile and self.dump_workers > 1), "--compile runs one compiled teacher: drop --dump-workers or --compile"),
             (not (self.resume and self.dump_only), "--resume and --dump-only exclude each other"),
+            (not (self.overwrite and (self.resume or self.dump_only)), "--overwrite starts a new run: drop --resume / --dump-only"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.aux_weight >= 0 and self.margin >= 0, "--aux-weight and --margin must be >= 0"),
             (self.pos_weight in ("sqrt", "none"), "--pos-weight must be sqrt or none"),
@@ -150,6 +152,7 @@ class TeachConfig:
         merged = {k: v for k, v in saved.items() if k in known}
         merged.update(overrides, output_dir=str(run_dir))
         merged["device"] = overrides.get("device", "auto")  # the saved device is the machine's, not the user's
+        merged["overwrite"] = overrides.get("overwrite", False)  # what started the run, not what continues it
         for k in ("splits", "extra", "label_weights"):
             merged[k] = tuple(merged.get(k) or ())
         return cls(**merged)
@@ -159,9 +162,14 @@ class TeachConfig:
         if self.compile and device == "xla":
             raise DistillInputError("--compile is for CPU/CUDA dumps: XLA compiles its own graphs; drop --compile")
         keep_libraries_off_xla(device)
-        return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}")
+        from teachers.hf import default_lr
+
+        return dataclasses.replace(self, device=device, output_dir=self.output_dir or f"runs/teach-{self.task}",
+                                   lr=self.lr if self.lr is not None else default_lr(self.teacher))
 
 
+# Fields that define a run's data: a --resume or --dump-only of the run must use the saved values.
+_DATA_KEYS = ("task", "data_dir", "max_train_samples", "valid_fraction", "folds", "fold", "holdout_seed")
 # Fields that must agree between a run and its --resume (the rest, e.g. --splits, may change).
 _RESUME_KEYS = ("task", "teacher", "pooling", "data_dir", "epochs", "lr", "batch_size", "grad_accum", "weight_decay",
                 "warmup_ratio", "max_grad_norm", "max_length", "max_train_samples", "seed", "precision",
@@ -212,10 +220,24 @@ def _check_run_dir(cfg: TeachConfig, run_dir: Path) -> None:
             raise DistillInputError(f"--resume: {run_dir} was started with other {', '.join('--' + k.replace('_', '-') for k in diff)}; "
                                     f"repeat the original flags or use a new --output-dir")
     elif cfg.dump_only:
+        if cfg_file.is_file():
+            old = read_json(cfg_file)
+            diff = [k for k in _DATA_KEYS if old.get(k) != getattr(cfg, k)]
+            if diff:
+                raise DistillInputError(
+                    f"--dump-only: {run_dir} was trained with other {', '.join('--' + k.replace('_', '-') for k in diff)} "
+                    f"({', '.join(f'{old.get(k)!r}' for k in diff)}); drop those flags to dump the run's own data, or "
+                    f"dump into a new --output-dir with --teacher {run_dir}")
         return
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif holds_run(run_dir) and not cfg.overwrite:
         raise DistillInputError(f"--output-dir {run_dir} already holds a run; pass --resume to continue it, "
-                                f"--dump-only to re-dump it, or choose a new --output-dir")
+                                f"--dump-only to re-dump it, --overwrite to replace it, or choose a new --output-dir")
+
+
+def _load_split(task: Task, cfg: TeachConfig, split: str) -> Examples:
+    """One split as the run defines it: its data dir, holdout and (train) sample limit."""
+    ex = load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout())
+    return ex.select(cfg.max_train_samples) if split == "train" and cfg.max_train_samples else ex
 
 
 def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Examples]:
@@ -318,7 +340,12 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     """
     task = cfg.validate()
     cfg = cfg.resolved()  # before transformers loads: see distill.devices.keep_libraries_off_xla
+    # one writer per run directory (rank 0 writes for all processes of a launch)
+    with run_lock(cfg.output_dir) if world().main else contextlib.nullcontext():
+        return _run(cfg, task, show_progress)
 
+
+def _run(cfg: TeachConfig, task: Task, show_progress: bool) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -343,7 +370,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_all(task, cfg, training)
     extras = _check_extras(task, cfg)
-    if cfg.max_train_samples and training:
+    if cfg.max_train_samples and "train" in data:  # training, its resume and every re-dump see the same rows
         data["train"] = data["train"].select(cfg.max_train_samples)
     _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
     source = str(best_dir) if (cfg.dump_only and have_best) else cfg.teacher
@@ -361,6 +388,8 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
 
     if rank.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:  # only now: bad input above left the old run as it was
+            clear_run(run_dir)
     jlog = JsonlLog(run_dir / "log.jsonl", enabled=rank.main)
     if rank.main and not (cfg.dump_only and (run_dir / "config.json").is_file()):
         write_json(run_dir / "config.json", {"kind": "teacher", **dataclasses.asdict(cfg)})
@@ -411,11 +440,23 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     base = base_manifest(task, teacher=teacher_meta, tokenizer=tokenizer_info(tokenizer, cfg.teacher),
                          max_length=cfg.max_length, temperature=cfg.temperature)
 
+    dump_splits = list(cfg.splits or task.splits) + [e.split("=", 1)[0] for e in cfg.extra]
+    # another temperature (or teacher) replaces the materials whole: every split they hold is re-dumped
+    lost = splits_replaced(run_dir / "materials", base, dump_splits)
+    if [s for s in lost if s not in task.splits]:
+        raise DistillInputError(
+            f"--temperature {cfg.temperature:g} (or another teacher) replaces {run_dir}/materials whole, which holds the "
+            f"extra split(s) {', '.join(s for s in lost if s not in task.splits)}; pass them again with --extra NAME=FILE, "
+            f"or dump into a new --output-dir")
+    for split in lost:
+        log.info("re-dumping %s too: the materials change temperature or teacher, and one manifest never mixes them", split)
+        data[split] = _load_split(task, cfg, split)
+        dump_splits.append(split)
+
     workers = resolve_workers(cfg.dump_workers, cfg.device, cfg.compile)
     jlog("dump_setup", prepacked_linears=prepacked, compile=cfg.compile, batch_tokens=cfg.dump_batch_tokens,
          batch_size=cfg.eval_batch_size, workers=workers, threads=torch.get_num_threads())
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    dump_splits = list(cfg.splits or task.splits) + [e.split("=", 1)[0] for e in cfg.extra]
     t0 = time.perf_counter()
     n_total = 0
     for split in dump_splits:
@@ -423,8 +464,7 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
             n_total += _dump_extra(teacher, tokenizer, task, cfg, base, split, *extras[split], run_dir, jlog, show_progress,
                                    workers)
             continue
-        ex = data[split] if split in data else load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows,
-                                                          holdout=cfg.holdout())
+        ex = data[split] if split in data else _load_split(task, cfg, split)
         ts = time.perf_counter()
         enc = encode(tokenizer, ex, cfg.max_length)
         with _bar(show_progress, f"dump {split}", len(ex)) as b:

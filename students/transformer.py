@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from distill.cli import field_docs
+from distill.errors import DistillInputError
 from distill.modeling import ModelOutput
 from students.base import EMBEDDING_MODES, Student, project_embeddings, word_embeddings
 
@@ -45,6 +46,33 @@ SEARCH_SPACE = {
     "dropout": {"low": 0.0, "high": 0.2},
     "layers": {"choices": [2, 3, 4]},
 }
+
+
+# MPNet -> BERT parameter names (same shapes): MPNet's attention is attn.{q,k,v,o} and its LayerNorm
+# sits on the attention block itself.
+_MPNET_TO_BERT = ((".attention.attn.q.", ".attention.self.query."), (".attention.attn.k.", ".attention.self.key."),
+                  (".attention.attn.v.", ".attention.self.value."), (".attention.attn.o.", ".attention.output.dense."),
+                  (".attention.LayerNorm.", ".attention.output.LayerNorm."))
+
+
+def bert_names(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """A teacher state dict under BERT's parameter names. BERT-named teachers pass through; MPNet's
+    layers are renamed and its position table shifted (MPNet numbers positions from padding_idx + 1 = 2,
+    BERT from 0: student row i = teacher row i + 2). MPNet's relative-position bias has no BERT
+    counterpart and is not copied (a copied layer then attends without it until fine-tuned)."""
+    if config.get("model_type") != "mpnet":
+        return state
+    out = {}
+    for k, v in state.items():
+        if k.endswith("relative_attention_bias.weight"):
+            continue
+        for old, new in _MPNET_TO_BERT:
+            k = k.replace(old, new)
+        if k.endswith("embeddings.position_embeddings.weight"):
+            v = v[config.get("pad_token_id", 1) + 1:]
+            v = v[:512]
+        out[k] = v
+    return out
 
 
 class TransformerStudent(Student):
@@ -88,6 +116,7 @@ class TransformerStudent(Student):
                 self.embedding.weight.copy_(project_embeddings(word_embeddings(teacher_state), hidden))
             return
         # DistilBERT-style: embeddings and every k-th layer; names relative to the teacher's encoder
+        teacher_state = bert_names(teacher_state, teacher_config)
         prefix = next(k[: -len("embeddings.word_embeddings.weight")] for k in teacher_state
                       if k.endswith("embeddings.word_embeddings.weight"))
         n_teacher = teacher_config.get("num_hidden_layers", self.cfg.layers)
@@ -103,6 +132,11 @@ class TransformerStudent(Student):
             if prefix + src in teacher_state and teacher_state[prefix + src].shape == own[name].shape:
                 new[name] = teacher_state[prefix + src]
         missing = sorted(set(own) - set(new))
+        if not any(".attention." in k for k in new):
+            raise DistillInputError(
+                f"--init teacher: the {teacher_config.get('model_type', 'unknown')} teacher's layers have no BERT-style "
+                f"names to copy into the student; use --init random (the word embeddings are still the teacher's "
+                f"with --embedding dense)")
         self.bert.load_state_dict({**own, **new})
         log.info("initialised %d/%d tensors from teacher layers %s (not copied: %s)", len(new), len(own),
                  [i * step for i in range(self.cfg.layers)], missing[:3])

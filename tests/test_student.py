@@ -122,6 +122,11 @@ def test_no_kd_ignores_the_teacher(sst2_run, tmp_path):
     shutil.copytree(sst2_run["run_dir"], scrambled)
     f = scrambled / "materials/train/logits.npy"
     np.save(f, -np.load(f))  # the teacher now says the opposite
+    from distill.materials import file_records
+
+    manifest = json.loads((scrambled / "materials/manifest.json").read_text())  # recorded as if dumped so
+    manifest["splits"]["train"]["files"] = file_records(f.parent)
+    (scrambled / "materials/manifest.json").write_text(json.dumps(manifest))
     a = run(student_cfg(sst2_run["run_dir"], tmp_path / "a", kd=False, epochs=2))
     b = run(student_cfg(scrambled, tmp_path / "b", kd=False, epochs=2))
     cfg = json.loads((Path(a["run_dir"]) / "config.json").read_text())
