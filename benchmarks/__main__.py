@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from distill.cli import run_cli
 from distill.errors import DistillInputError
 from distill.rundir import read_json, write_json, write_text
 
-from benchmarks.harness import BACKENDS, Budget, machine_info, measure_pipeline, measure_random_bert_base, measure_run
+from benchmarks.harness import (BACKENDS, Budget, busy_reason, machine_info, machine_load, measure_pipeline,
+                                measure_random_bert_base, measure_run)
 from benchmarks.report import label, markdown, pareto_front, plot_pareto, points, score_key
 
 SCHEMA_VERSION = 1
@@ -86,8 +88,10 @@ def summarise(models: list[dict], baselines: dict, bs: str) -> dict:
 
 
 def run(runs: list[str], output_dir: str, *, backends=BACKENDS, budget: Budget | None = None, baselines: bool = True,
-        subprocesses: bool = True, command: str = "", bert_base_overrides: dict | None = None) -> dict:
-    """Measure every run, write the three report files, return the results dict."""
+        subprocesses: bool = True, command: str = "", bert_base_overrides: dict | None = None, peak_fn=None) -> dict:
+    """Measure every run, write the three report files, return the results dict. The load average and
+    a matmul peak before and after are recorded, and a busy machine's report says so (``peak_fn``:
+    tests pass a stand-in for the peak measurement)."""
     budget = budget or Budget()
     for r in runs:
         if not (Path(r) / "config.json").is_file():
@@ -99,6 +103,7 @@ def run(runs: list[str], output_dir: str, *, backends=BACKENDS, budget: Budget |
     if unknown:
         raise DistillInputError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     measure = (lambda r: _measure_in_subprocess(r, backends, budget)) if subprocesses else (lambda r: measure_run(r, backends, budget))
+    load_before = machine_load(peak_fn)
     models = [measure(r) for r in runs]
     teacher_run = runs[kinds.index("teacher")]
     bs = "32" if 32 in budget.batch_sizes else str(budget.batch_sizes[len(budget.batch_sizes) // 2])
@@ -106,7 +111,10 @@ def run(runs: list[str], output_dir: str, *, backends=BACKENDS, budget: Budget |
     if baselines:
         base["pipeline"] = measure_pipeline(teacher_run, budget)
         base["bert_base_random"] = measure_random_bert_base(teacher_run, budget, int(bs), **(bert_base_overrides or {}))
-    results = {"schema": SCHEMA_VERSION, "command": command, "machine": machine_info(), "budget": asdict(budget),
+    load_after = machine_load(peak_fn)
+    machine = {**machine_info(), "load_before": load_before, "load_after": load_after,
+               "busy": busy_reason(load_before, load_after, os.cpu_count() or 1)}
+    results = {"schema": SCHEMA_VERSION, "command": command, "machine": machine, "budget": asdict(budget),
                "backends": list(backends), "models": models, "baselines": base, "summary": summarise(models, base, bs)}
     results["pareto_front"] = pareto_front(points(results, bs))
     out = Path(output_dir)
@@ -137,7 +145,7 @@ def _parse_list(text: str, typ=str):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="one teacher run and any number of student runs")
+    p.add_argument("runs", nargs="*", help="one teacher run and any number of student runs (none with --report-only)")
     p.add_argument("--output-dir", default="runs/report")
     p.add_argument("--batch-sizes", default="1,32,128")
     p.add_argument("--backends", default=",".join(BACKENDS))
@@ -160,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             res = rebuild(a.output_dir)
             console_summary(res, a.output_dir)
             return
+        if not a.runs:
+            raise DistillInputError("name one teacher run and any student runs to measure (or --report-only "
+                                    "--output-dir REPORT to rebuild a report)")
         res = run(a.runs, a.output_dir, backends=_parse_list(a.backends), budget=budget, baselines=not a.no_baselines,
                   subprocesses=not a.in_process, command=shlex.join(["python", "-m", "benchmarks", *argv]))
         console_summary(res, a.output_dir)
@@ -182,8 +193,8 @@ def console_summary(res: dict, output_dir: str) -> None:
         t.add_row(pt["model"], pt["backend"], f"{pt['metric']:.4f}", f"{pt['examples_per_s']:,.0f}",
                   f"{pt['examples_per_s'] / teacher_rate:.1f}")
     console.print(t)
-    console.print_json(data=res["summary"])
     console.print(f"wrote {output_dir}/report.md, results.json, pareto.png")
+    print(json.dumps(res["summary"], indent=2))  # the result on stdout; tables and progress on stderr
 
 
 if __name__ == "__main__":

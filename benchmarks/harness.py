@@ -41,6 +41,30 @@ class Budget:
     warmup: int = 2  # untimed batches first (allocator, oneDNN/ORT kernel selection)
 
 
+def machine_load(peak_fn=None) -> dict:
+    """How busy the machine is right now: load average and one fp32 matmul peak (GFLOP/s)."""
+    import os
+
+    if peak_fn is None:
+        from benchmarks.dump_speed import matmul_peaks
+
+        peak_fn = lambda: max(matmul_peaks(repeats=5).values())  # noqa: E731
+    return {"loadavg_1min": round(os.getloadavg()[0], 2), "matmul_peak_gflops": round(peak_fn() / 1e9, 1)}
+
+
+def busy_reason(before: dict, after: dict, cores: int) -> str | None:
+    """Why figures taken between ``before`` and ``after`` (``machine_load``) are not a quiet
+    machine's, or None: a load average above the core count (other work was queued), or a matmul
+    peak that moved by over 20 % (another process took cores for part of the run)."""
+    load = max(before["loadavg_1min"], after["loadavg_1min"])
+    if load > cores:
+        return f"load average {load} on {cores} cores"
+    lo, hi = sorted((before["matmul_peak_gflops"], after["matmul_peak_gflops"]))
+    if lo < 0.8 * hi:
+        return f"matmul peak {lo} vs {hi} GFLOP/s before/after"
+    return None
+
+
 def machine_info() -> dict:
     import transformers
 

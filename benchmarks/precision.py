@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cli import add_dataclass_args, field_docs, run_cli
+from distill.cli import add_dataclass_args, field_docs, print_result, run_cli
 from distill.rundir import read_json, write_json
 
 
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = PrecisionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PrecisionConfig)})
         res = run(cfg)
         write_json(Path(cfg.output_dir) / "precision.json", res)
-        from distill.progress import console
-
-        console.print_json(data={k: v for k, v in res.items() if k not in ("trains", "dumps")})
+        print_result({k: v for k, v in res.items() if k not in ("trains", "dumps")})
 
     return run_cli(body)
 

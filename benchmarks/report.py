@@ -102,6 +102,11 @@ def markdown(results: dict, batch_sizes: list[str]) -> str:
              f"Machine: {mach['cpu']}, {mach['cpu_count']} cores, torch {mach['torch']} ({mach['torch_threads']} threads), "
              f"transformers {mach['transformers']}, onnxruntime {mach.get('onnxruntime', '-')}, Python {mach['python']}.",
              f"Command: `{results['command']}`", "",
+             *([f"**Measured on a busy machine ({mach['busy']}): the speed figures are not a quiet machine's; "
+                f"re-run when it is idle.**", ""] if mach.get("busy") else []),
+             *([f"Load average {mach['load_before']['loadavg_1min']} / {mach['load_after']['loadavg_1min']} and fp32 matmul "
+                f"peak {mach['load_before']['matmul_peak_gflops']} / {mach['load_after']['matmul_peak_gflops']} GFLOP/s "
+                f"before / after the measurements.", ""] if "load_before" in mach else []),
              f"Speed: dev texts in file order, dynamic padding, tokenisation excluded (own column), {results['budget']['warmup']} "
              f"warm-up batches, median of {results['budget']['repeats']} passes of ≤ {results['budget']['max_seconds']} s. "
              f"Accuracy: the whole dev split ({results['models'][0]['dev_examples']} examples) per backend.", "",

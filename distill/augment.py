@@ -23,11 +23,12 @@ import argparse
 import dataclasses
 import logging
 import random
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 
-from distill.cli import add_dataclass_args, field_docs, run_cli
+from distill.cli import add_dataclass_args, field_docs, print_result, run_cli
 from distill.errors import DistillInputError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class AugmentConfig:
     def validate(self) -> None:
         checks = [
             (bool(self.output), "--output is required: the TSV file to write"),
+            (not Path(self.output or ".").is_dir() or not self.output,
+             f"--output {self.output} is a folder; name the TSV file to write, e.g. --output {self.output}/transfer.tsv"),
             (self.factor >= 1, "--factor must be >= 1"),
             (0 <= self.p_mask and 0 <= self.p_replace and self.p_mask + self.p_replace <= 1,
              "--p-mask and --p-replace must be >= 0 with a sum <= 1"),
@@ -174,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         a = p.parse_args(argv)
         res = run(AugmentConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(AugmentConfig)}), show_progress=True)
-        from distill.progress import console
-
-        console.print_json(data=res)
+        print_result(res)
 
     return run_cli(body)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable
 
@@ -32,6 +35,13 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str,
         else:
             base = next((a for a in args if a is not type(None)), typ) if args else typ
             parser.add_argument(flag, type=base, default=default, help=help_)
+
+
+def print_result(obj) -> None:
+    """A command's result as JSON on stdout (progress, tables and warnings go to stderr), for pipes."""
+    import json
+
+    print(json.dumps(obj, indent=2, default=str), flush=True)
 
 
 def given_fields(argv: list[str], names) -> set[str]:
@@ -63,15 +73,55 @@ def field_docs(cls):
     return cls
 
 
+# The I/O errors a user fixes (errno -> the fix); any other exception is a bug and keeps its traceback.
+_OS_FIXES = {
+    errno.EACCES: "fix its permissions or choose a path you can write to",
+    errno.EPERM: "fix its permissions or choose a path you can write to",
+    errno.EROFS: "the file system is read-only: choose a path on a writable disk",
+    errno.ENOSPC: "the disk is full: free space or choose a path on another disk",
+    errno.EDQUOT: "the disk quota is used up: free space or choose a path on another disk",
+    errno.EISDIR: "it is a folder: name a file",
+    errno.ENOTDIR: "part of the path is a file, not a folder: choose another path",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+}
+
+
+def input_error(exc: BaseException) -> str | None:
+    """The one sentence for an input or I/O error the user can fix, or None (a bug: traceback, exit 1)."""
+    if isinstance(exc, DistillInputError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _OS_FIXES:
+        where = exc.filename if exc.filename is not None else "a file this command writes"
+        return f"{where}: {exc.strerror}; {_OS_FIXES[exc.errno]}"
+    return None
+
+
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C: temp files are removed on the way out, and what was renamed into
+    # place is whole, so --resume continues as after kill -9.
+    raise SystemExit(128 + signum)
+
+
 def run_cli(fn: Callable[[], int | None]) -> int:
-    """Run a CLI body; a DistillInputError becomes one sentence on stderr and exit code 2."""
+    """Run a CLI body: bad input or a fixable I/O error becomes one sentence on stderr and exit code 2."""
     # DISTILL_LOG_LEVEL=DEBUG adds e.g. torch-xla's metrics report (compile counts and times) after training
     level = os.environ.get("DISTILL_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("transformers", "datasets", "accelerate", "httpx", "urllib3"):
+    # named third-party loggers whose warnings say nothing to a user of these commands: torchao's
+    # optional CUDA/Triton kernels on a CPU machine, torch's pytree deprecation notes on torchao's enums,
+    # transformers' load report for the pooler a mean-pooled teacher never uses
+    for noisy in ("transformers", "datasets", "accelerate", "httpx", "urllib3", "torchao", "torch.utils._pytree"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return fn() or 0
-    except DistillInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DistillInputError, OSError) as exc:
+        message = input_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ nothing downstream ever relies on batch order.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -73,11 +74,23 @@ def ids_sha256(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig strips the BOM that MRPC's header starts with
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+@contextlib.contextmanager
+def open_text(path: Path):
+    """``with open_text(path) as fh``: UTF-8 text (a leading BOM dropped, as MRPC's header has one;
+    .gz read through gzip). Bytes that are not UTF-8, read anywhere in the ``with`` block, become one
+    sentence naming the file and the fix; a gzip name on a file that is not gzip likewise."""
+    path = Path(path)
+    try:
+        with (io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="") if path.suffix == ".gz"
+              else open(path, encoding="utf-8-sig", newline="")) as fh:
+            yield fh
+    except UnicodeDecodeError as exc:
+        raise DistillInputError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be decoded); convert it first, e.g. "
+            f"iconv -f latin1 -t utf-8 {path} > {path.with_suffix('.utf8' + path.suffix).name}") from None
+    except gzip.BadGzipFile:
+        raise DistillInputError(f"{path} is named .gz but is not gzip data; rename or re-compress it") from None
+
 
 
 def _find_split_file(folder: Path, name: str) -> Path | None:
@@ -107,7 +120,7 @@ def encode_label(task: Task, raw: str, where: str):
 
 def read_glue_tsv(task: Task, split: str, path: Path, spec: SplitFile, *, skip_bad_rows: bool = False) -> Examples:
     """Read one classic GLUE TSV (quoting off, header or CoLA's fixed columns)."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         if spec.header is not None:
             header, first_line = list(spec.header), 1
@@ -256,7 +269,7 @@ def iter_text_file(path: str | os.PathLike, *, split: str, pair: bool = False,
         ids.clear(), text_a.clear(), text_b.clear()
         return out
 
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         if kind is None:
             rows = ((lineno, None, [line.rstrip("\r\n")]) for lineno, line in enumerate(fh, start=1))
         else:

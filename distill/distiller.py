@@ -27,7 +27,7 @@ from torch import nn
 from distill import losses
 from distill import metrics as task_metrics
 from distill.inference import Encoded, autocast, pad_batch, predict_arrays
-from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
+from distill.rundir import JsonlLog, atomic_dir, load_weights, read_json, write_json
 from distill.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -224,13 +224,12 @@ def _save_checkpoint(folder: Path, model, projector, optimizers, schedulers, sta
 
 
 def _load_checkpoint(folder: Path, model, projector, optimizers, schedulers) -> dict | None:
-    from safetensors.torch import load_file
-
     if not (folder / "state.json").is_file():
         return None
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    fix = f"remove {folder} to resume from the epoch before it, or start over with --overwrite"
+    model.load_state_dict(load_weights(folder / "model.safetensors", fix))
     if projector is not None:
-        projector.load_state_dict(load_file(folder / "projector.safetensors"))
+        projector.load_state_dict(load_weights(folder / "projector.safetensors", fix))
     blob = torch.load(folder / "optim.pt", weights_only=True)
     for o, sd in zip(optimizers, blob["optimizers"]):
         o.load_state_dict(sd)

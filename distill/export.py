@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.cli import run_cli
+from distill.cli import print_result, run_cli
 from distill.errors import DistillInputError
 from distill.rundir import read_json, write_json
 
@@ -77,12 +77,15 @@ def export_onnx(model: torch.nn.Module, sample: dict[str, torch.Tensor], path: P
     seq_b = torch.export.Dim("seq_b", min=1, max=512)
     shapes = tuple({0: batch, 1: seq_b if n.endswith("_b") else seq} for n in names)  # forward(*tensors): one varargs entry
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_LogitsOnly(model.eval(), names), tuple(sample[n] for n in names), str(tmp), dynamo=True,
-                          input_names=names, output_names=["logits"], dynamic_shapes=(shapes,), opset_version=opset,
-                          external_data=False, verbose=False)
-    tmp.replace(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_LogitsOnly(model.eval(), names), tuple(sample[n] for n in names), str(tmp), dynamo=True,
+                              input_names=names, output_names=["logits"], dynamic_shapes=(shapes,), opset_version=opset,
+                              external_data=False, verbose=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return names
 
 
@@ -306,6 +309,9 @@ def run(cfg: ExportConfig) -> dict:
     task, model, tokenizer, max_length, siamese = load_predictor(run_dir, "cpu")
     model.eval()
     out = Path(cfg.output) if cfg.output else run_dir / "model.onnx"
+    if out.is_dir() or not out.parent.is_dir():
+        raise DistillInputError(f"--output {out} must name a file in an existing folder (it is "
+                                f"{'a folder' if out.is_dir() else 'in a folder that does not exist'}); e.g. --output {run_dir}/model.onnx")
     ex = eval_materials(run_dir).to_examples()
     ex = ex.select(min(cfg.check_examples, len(ex)))
     enc = encode(tokenizer, ex, max_length, siamese=siamese)
@@ -368,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         a = p.parse_args(argv)
         res = run(ExportConfig(a.run_dir, a.output, a.opset, a.int8, a.smooth_alpha, a.calib_examples, a.check_examples, a.atol))
-        from distill.progress import console
-
-        console.print_json(data=res)
+        print_result(res)
 
     return run_cli(body)
 

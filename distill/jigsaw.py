@@ -120,7 +120,9 @@ def read_csv(path: Path, required: tuple[str, ...], what: str) -> tuple[list[str
     """(header, rows) of a Kaggle CSV, refusing a missing file, missing columns or ragged rows."""
     if not path.is_file():
         raise DistillInputError(f"{path} not found; {what}")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    from distill.data import open_text  # distill.data imports this module
+
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in required if c not in header]
@@ -206,7 +208,9 @@ def _find_2018(root: Path) -> tuple[str, Path]:
 
 
 def _has_columns(path: Path, cols) -> bool:
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    from distill.data import open_text  # distill.data imports this module
+
+    with open_text(path) as fh:
         header = [h.strip() for h in next(csv.reader(fh), [])]
     return all(c in header for c in cols)
 

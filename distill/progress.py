@@ -32,9 +32,12 @@ class _PlainBar:
         now = time.monotonic()
         if now - self.last >= self.every or self.done >= self.total:
             self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            print(f"{self.description}: {self.done}/{self.total} ({rate:.1f}/s, {now - self.start:.0f}s) {self.note}",
+            elapsed = now - self.start
+            # a rate over less than a second says nothing (the first batch lands at once)
+            rate = f"{self.done / elapsed:.1f}/s, " if elapsed >= 1 else ""
+            print(f"{self.description}: {self.done}/{self.total} ({rate}{elapsed:.0f}s) {self.note}".rstrip(),
                   file=sys.stderr, flush=True)
+            self.note = ""  # each note once: the next line shows the next loss, not this one again
 
 
 class _RichBar:

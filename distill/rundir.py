@@ -55,6 +55,19 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     _atomic(Path(path), lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
+def load_weights(path: str | os.PathLike, fix: str = "re-create it, or point at another run") -> dict:
+    """A .safetensors file's tensors; a damaged or truncated file is one sentence naming it and ``fix``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from distill.errors import DistillInputError
+
+    try:
+        return load_file(path)
+    except SafetensorError as exc:
+        raise DistillInputError(f"{path} is not a readable safetensors file ({exc}); {fix}") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

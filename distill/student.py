@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
+from distill.cli import add_dataclass_args, field_docs, given_fields, print_result, run_cli
 from distill.devices import DEVICES, resolve_device, torch_device, world
 from distill.errors import DistillInputError
-from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json, write_text
+from distill.rundir import JsonlLog, clear_run, holds_run, load_weights, read_json, run_lock, write_json, write_text
 from distill.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -246,13 +246,12 @@ def build_student(arch: str, options: dict, *, vocab_size: int, num_labels: int,
 
 def load_student(model_dir: Path):
     """(model, tokenizer, meta) from a student's ``RUN/model`` folder (nothing outside it)."""
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     meta = read_json(model_dir / "student.json")
     model = build_student(meta["arch"], meta["options"], vocab_size=meta["vocab_size"], num_labels=meta["num_labels"],
                           pad_id=meta["pad_id"], is_pair=meta["is_pair"], teacher_width=meta["teacher_width"])
-    model.load_state_dict(load_file(model_dir / "model.safetensors"))
+    model.load_state_dict(load_weights(model_dir / "model.safetensors", "re-train the student (--overwrite)"))
     return model.eval(), AutoTokenizer.from_pretrained(model_dir), meta
 
 
@@ -549,9 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         cfg = config_from_args(argv)
         result = run(cfg, show_progress=True)
-        from distill.progress import console
-
-        console.print_json(data={"run_dir": result["run_dir"], "metrics": result["metrics"]})
+        print_result({"run_dir": result["run_dir"], "metrics": result["metrics"]})
 
     return run_cli(body)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from distill import metrics as task_metrics
-from distill.cli import add_dataclass_args, field_docs, given_fields, run_cli
+from distill.cli import add_dataclass_args, field_docs, given_fields, print_result, run_cli
 from distill.data import Examples, iter_text_file, load_split
 from distill.devices import DEVICES, keep_libraries_off_xla, resolve_device, world
 from distill.errors import DistillInputError
@@ -325,6 +325,19 @@ def _derive_score(model, label_weights: tuple[str, ...]) -> None:
     log.info("severity score = %s", " + ".join(f"{w:g}*p({n})" for n, w in weights.items()))
 
 
+def _warn_if_one_class(task: Task, split: str, logits: np.ndarray, jlog: JsonlLog) -> None:
+    """A teacher that gives every row of a labelled split the same class has learnt nothing a student
+    can use (its students then agree with it perfectly); say so instead of letting it pass."""
+    if task.kind != "classification" or len(logits) < 2:
+        return
+    classes = np.unique(logits.argmax(-1))
+    if len(classes) == 1:
+        name = task.label_names[int(classes[0])]
+        log.warning("the teacher predicts %r for every %s row: it has not learnt the task (too little data, "
+                    "too few steps or a bad --lr); its students would only copy that", name, split)
+        jlog("warning", split=split, message=f"teacher predicts one class ({name}) on every row")
+
+
 def _bar(show: bool, description: str, total: int):
     if not show:
         return contextlib.nullcontext(None)
@@ -480,6 +493,7 @@ def _run(cfg: TeachConfig, task: Task, show_progress: bool) -> dict:
         if ex.gold is not None:
             metrics[split] = task_metrics.compute(task, logits, ex.gold, ex.groups)
             write_json(run_dir / "metrics.json", metrics)
+            _warn_if_one_class(task, split, logits, jlog)
     timings["dump_s"] = time.perf_counter() - t0
     timings["dump_examples_per_s"] = n_total / max(timings["dump_s"], 1e-9)
     write_json(run_dir / "timings.json", timings)
@@ -503,9 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             given = given_fields(argv or sys.argv[1:], [f.name for f in dataclasses.fields(TeachConfig)])
             cfg = TeachConfig.from_run(run_dir, **{k: getattr(cfg, k) for k in given | {"resume", "dump_only"}})
         result = run(cfg, show_progress=True)
-        from distill.progress import console
-
-        console.print_json(data={"run_dir": result["run_dir"], "metrics": result["metrics"]})
+        print_result({"run_dir": result["run_dir"], "metrics": result["metrics"]})
 
     return run_cli(body)
 

@@ -88,16 +88,38 @@ def search_space(arch: str, space_file: str = "") -> dict:
         if not path.is_file():
             raise DistillInputError(f"--space {path} does not exist; pass a JSON file such as {{\"lr\": {{\"low\": 1e-4, \"high\": 1e-2}}}}")
         try:
-            space.update(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise DistillInputError(f"--space {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+            given = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DistillInputError(f"--space {path} is not valid UTF-8 JSON ({exc}); fix the file") from None
+        if not isinstance(given, dict):
+            raise DistillInputError(f"--space {path} holds a JSON {type(given).__name__}; it must be an object of "
+                                    f"settings, e.g. {{\"lr\": {{\"low\": 1e-4, \"high\": 1e-2}}}}")
+        space.update(given)
     known = {f.name for f in dataclasses.fields(StudentConfig)} | {f.name for f in dataclasses.fields(ARCHS[arch][0])}
     for name, spec in space.items():
         if name not in known:
             raise DistillInputError(f"--space: {name!r} is not a setting of distill.student --arch {arch}")
-        if isinstance(spec, dict) and not ("choices" in spec or ("low" in spec and "high" in spec)):
-            raise DistillInputError(f"--space: {name!r} needs {{\"low\", \"high\"[, \"log\"]}} or {{\"choices\": [...]}}")
+        if isinstance(spec, dict):
+            _check_range(name, spec)
     return space
+
+
+def _check_range(name: str, spec: dict) -> None:
+    """One sentence for a search-space entry Optuna would refuse with a traceback."""
+    form = '{"low": L, "high": H[, "log": true]} or {"choices": [...]}'
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise DistillInputError(f"--space: {name!r} has no choices; give a non-empty list, e.g. {form}")
+        return
+    if not ("low" in spec and "high" in spec):
+        raise DistillInputError(f"--space: {name!r} needs {form}")
+    low, high = spec["low"], spec["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise DistillInputError(f"--space: {name!r} low and high must be numbers (got {low!r}, {high!r})")
+    if low > high:
+        raise DistillInputError(f"--space: {name!r} has low {low} > high {high}; swap them")
+    if spec.get("log") and low <= 0:
+        raise DistillInputError(f"--space: {name!r} is log-scaled, so low must be > 0 (got {low})")
 
 
 def suggest(trial, space: dict) -> dict:

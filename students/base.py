@@ -103,12 +103,12 @@ def load_teacher_weights(teacher_dir: str | Path) -> tuple[dict[str, torch.Tenso
     """(state dict, config dict) of a saved transformers teacher folder (safetensors only)."""
     import json
 
-    from safetensors.torch import load_file
+    from distill.rundir import load_weights
 
     teacher_dir = Path(teacher_dir)
     state: dict[str, torch.Tensor] = {}
     for f in sorted(teacher_dir.glob("*.safetensors")):
-        state.update(load_file(f))
+        state.update(load_weights(f, "re-run the teacher (python -m distill.teach ... --overwrite)"))
     if not state:
         raise FileNotFoundError(f"{teacher_dir} has no *.safetensors weights")
     return state, json.loads((teacher_dir / "config.json").read_text())

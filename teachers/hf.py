@@ -133,6 +133,7 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     with — a fine-tuned run's saved choice, a sentence-transformers pooling config, else [CLS]) picks
     the sentence vector the head reads.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_teacher(name)
@@ -154,7 +155,7 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
         # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, ignore_mismatched_sizes=task is not None, output_loading_info=True, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         where = f"folder {path}" if local else f"Hub model {path!r}"
         raise DistillInputError(
             f"teacher {name!r} (--teacher) could not be loaded from {where} ({str(exc).splitlines()[0][:160]}); "

@@ -22,10 +22,26 @@ def report(sst2_run, tmp_path_factory):
     cnn = student(StudentConfig(arch="cnn", materials=sst2_run["run_dir"], output_dir=str(root / "cnn"), epochs=1,
                                 batch_size=16, save_steps=0, device="cpu"))
     out = root / "report"
-    res = bench.run([sst2_run["run_dir"], cnn["run_dir"]], str(out), budget=Budget((1, 4), 0.05, 2, 1),
-                    subprocesses=False, bert_base_overrides=dict(hidden_size=32, num_hidden_layers=2,
-                                                                 num_attention_heads=2, intermediate_size=64))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("os.getloadavg", lambda: (0.5, 0.5, 0.5))  # the test's machine may be busy: not under test here
+        res = bench.run([sst2_run["run_dir"], cnn["run_dir"]], str(out), budget=Budget((1, 4), 0.05, 2, 1),
+                        subprocesses=False, bert_base_overrides=dict(hidden_size=32, num_hidden_layers=2,
+                                                                     num_attention_heads=2, intermediate_size=64),
+                        peak_fn=iter([400e9, 200e9]).__next__)  # another process took a core half-way
     return out, res
+
+
+def test_busy_machine_is_marked(report):
+    from benchmarks.harness import busy_reason
+
+    out, res = report
+    mach = json.loads((out / "results.json").read_text())["machine"]
+    assert mach["load_before"]["matmul_peak_gflops"] == 400.0 and mach["load_after"]["matmul_peak_gflops"] == 200.0
+    assert mach["busy"] == "matmul peak 200.0 vs 400.0 GFLOP/s before/after"
+    assert "**Measured on a busy machine (matmul peak 200.0 vs 400.0" in (out / "report.md").read_text()
+    quiet = {"loadavg_1min": 1.0, "matmul_peak_gflops": 400.0}
+    assert busy_reason(quiet, {**quiet, "matmul_peak_gflops": 350.0}, cores=2) is None
+    assert busy_reason(quiet, {**quiet, "loadavg_1min": 3.5}, cores=2) == "load average 3.5 on 2 cores"
 
 
 def test_report_files_and_schema(report):

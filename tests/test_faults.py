@@ -148,3 +148,131 @@ def test_outputs_respect_the_umask(sst2_run, tmp_path):
     run_dir = Path(sst2_run["run_dir"])
     for f in ("config.json", "metrics.json", "materials/manifest.json", "materials/train/logits.npy"):
         assert stat.S_IMODE((run_dir / f).stat().st_mode) == 0o666 & ~mask, f
+
+
+# --- one error boundary: input and I/O errors are one sentence and exit 2, bugs keep their traceback
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+LATIN1 = "un film très émouvant\n".encode("latin-1")
+
+
+def test_non_utf8_inputs_are_one_sentence(sst2_run, glue_dir, tiny_bert, tmp_path, capsys):
+    from distill.predict import main as predict
+    from distill.teach import main as teach
+
+    for name, blob in (("latin1.txt", LATIN1), ("binary.txt", bytes(range(256)) * 4)):
+        (tmp_path / name).write_bytes(blob)
+        assert predict([sst2_run["run_dir"], "--input", str(tmp_path / name)]) == 2
+        assert f"{tmp_path / name} is not UTF-8 text" in _one_line(capsys)
+    bad = tmp_path / "glue" / "SST-2"
+    shutil.copytree(glue_dir / "SST-2", bad)
+    (bad / "train.tsv").write_bytes((bad / "train.tsv").read_bytes() + LATIN1)
+    out = tmp_path / "t"
+    assert teach(["--task", "sst2", "--teacher", str(tiny_bert), "--data-dir", str(tmp_path / "glue"),
+                  "--output-dir", str(out)]) == 2
+    assert "train.tsv is not UTF-8 text" in _one_line(capsys) and not out.exists()
+    assert teach(["--output-dir", str(tmp_path / "x"), "--task", "sst2", "--teacher", sst2_run["run_dir"], "--dump-only",
+                  "--data-dir", str(glue_dir), "--extra", f"more={tmp_path / 'latin1.txt'}"]) == 2
+    assert "latin1.txt is not UTF-8 text" in _one_line(capsys) and not (tmp_path / "x").exists()
+
+
+def test_damaged_weights_and_wrong_paths_are_one_sentence(sst2_run, tmp_path, capsys):
+    from distill.predict import main as predict
+    from distill.student import main as student
+    from distill.teach import main as teach
+
+    run_dir = tmp_path / "t"
+    shutil.copytree(sst2_run["run_dir"], run_dir)
+    w = run_dir / "best" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    (tmp_path / "in.txt").write_text("a fine film\n")
+    assert predict([str(run_dir), "--input", str(tmp_path / "in.txt")]) == 2
+    assert "could not be loaded" in _one_line(capsys)
+    assert student(["--arch", "cnn", "--materials", str(run_dir), "--output-dir", str(tmp_path / "s")]) == 2
+    assert "dumped by a different teacher" in _one_line(capsys)  # the weights no longer hash as the dump's
+    from students.base import load_teacher_weights
+
+    with pytest.raises(DistillInputError, match=r"best/model\.safetensors is not a readable safetensors file"):
+        load_teacher_weights(run_dir / "best")
+    (tmp_path / "afile").write_text("x")
+    assert teach(["--output-dir", str(tmp_path / "afile"), "--teacher", sst2_run["run_dir"], "--dump-only"]) == 2
+    assert "is an existing file, not a folder" in _one_line(capsys)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_os_errors_map_to_their_fix_and_bugs_keep_the_traceback(capsys):
+    import errno
+
+    from distill.cli import input_error, run_cli
+
+    def raising(exc):
+        def body():
+            raise exc
+        return body
+
+    assert run_cli(raising(OSError(errno.ENOSPC, "No space left on device", "/data/run/x.npy"))) == 2
+    assert _one_line(capsys) == "error: /data/run/x.npy: No space left on device; the disk is full: free space or choose a path on another disk"
+    assert run_cli(raising(PermissionError(errno.EACCES, "Permission denied", "/ro/run"))) == 2
+    assert "fix its permissions" in _one_line(capsys)
+    assert "read-only" in input_error(OSError(errno.EROFS, "Read-only file system", "/ro/x"))
+    # no catch-all: a bug is not turned into a sentence
+    with pytest.raises(ZeroDivisionError):
+        run_cli(lambda: 1 / 0)
+    with pytest.raises(FileNotFoundError):  # ENOENT is the code's job to check first, with the flag named
+        run_cli(raising(FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")))
+
+
+def test_sigterm_unwinds_and_removes_temp_files(tmp_path):
+    """SIGTERM mid-write: the temp file is removed, the old file stays whole (kill -9 leaves only a
+    dot-temp behind, which no reader looks at)."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "big.npy"
+    target.write_bytes(b"old")
+    code = f"""
+import numpy as np
+from distill.cli import run_cli
+from distill.rundir import write_npy
+def body():
+    arr = np.zeros(20_000_000, dtype=np.float32)  # 80 MB a write, written over and over until the signal
+    print("writing", flush=True)
+    while True:
+        write_npy({str(target)!r}, arr)
+run_cli(body)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    assert proc.stdout.readline().strip() == b"writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM  # unwound by SystemExit, not killed outright
+    assert [p.name for p in tmp_path.iterdir()] == ["big.npy"]  # the temp file of the cut-off write is gone
+    assert target.read_bytes() == b"old" or np.load(target).shape == (20_000_000,)  # old or whole, never half
+
+
+def test_bad_search_space_and_output_paths(sst2_run, tmp_path, capsys):
+    from distill.augment import main as augment
+    from distill.tune import main as tune
+
+    for spec in ('{"lr": {"low": 1e-2, "high": 1e-4}}', '{"dropout": {"choices": []}}', '[1, 2]',
+                 '{"lr": {"low": 0, "high": 1e-2, "log": true}}'):
+        (tmp_path / "space.json").write_text(spec)
+        out = tmp_path / "tune"
+        assert tune(["--materials", sst2_run["run_dir"], "--space", str(tmp_path / "space.json"),
+                     "--output-dir", str(out)]) == 2
+        assert "--space" in _one_line(capsys) and not out.exists()
+    (tmp_path / "adir").mkdir()
+    assert augment(["--task", "sst2", "--output", str(tmp_path / "adir")]) == 2
+    assert "is a folder" in _one_line(capsys)
+    pytest.importorskip("onnxruntime")
+    from distill.export import main as export
+
+    assert export([sst2_run["run_dir"], "--output", str(tmp_path / "adir")]) == 2
+    assert "must name a file" in _one_line(capsys)
+    assert list((tmp_path / "adir").iterdir()) == []
