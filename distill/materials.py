@@ -34,7 +34,7 @@ import numpy as np
 from distill import __version__
 from distill.data import Examples, ids_sha256
 from distill.errors import DistillInputError
-from distill.rundir import atomic_dir, read_json, write_json, write_npy, write_text
+from distill.rundir import atomic_dir, read_json, sha256_file, write_json, write_npy, write_text
 from distill.tasks import Task
 
 FORMAT_VERSION = 1
@@ -196,14 +196,6 @@ def assemble_shards(mat_dir: str | os.PathLike, base: dict, split: str, shards: 
     return manifest
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _npy_header(path: Path) -> tuple[list[int], str]:
     """(shape, dtype) from a .npy header without reading the data; ValueError if it is no .npy."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -216,7 +208,7 @@ def _npy_header(path: Path) -> tuple[list[int], str]:
 
 
 def _record(path: Path, sha256=None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"sha256": (sha256 or _sha256)(path)}
+    rec: dict[str, Any] = {"sha256": (sha256 or sha256_file)(path)}
     if path.suffix == ".npy":
         rec["shape"], rec["dtype"] = _npy_header(path)
     return rec
@@ -236,7 +228,7 @@ def _file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _CHECKED:
-        _CHECKED[key] = _sha256(path)
+        _CHECKED[key] = sha256_file(path)
     return _CHECKED[key]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,15 @@ def load_weights(path: str | os.PathLike, fix: str = "re-create it, or point at 
         return load_file(path)
     except SafetensorError as exc:
         raise DistillInputError(f"{path} is not a readable safetensors file ({exc}); {fix}") from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """A file's sha256, read in 4 MiB blocks (an 800k-row embeddings array is never in memory whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:

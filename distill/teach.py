@@ -33,7 +33,7 @@ from distill.devices import DEVICES, keep_libraries_off_xla, resolve_device, wor
 from distill.errors import DistillInputError
 from distill.materials import base_manifest, splits_replaced, write_split
 from distill.modeling import POOLINGS
-from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json
+from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, sha256_file, write_json
 from distill.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -185,20 +185,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_sha256(model_dir: Path) -> str:
     """Hash of a saved model's weight files (safetensors shards), in name order."""
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
     h = hashlib.sha256()
     for f in files:
-        h.update(_sha256_file(f).encode())
+        h.update(sha256_file(f).encode())
     return h.hexdigest()
 
 

