@@ -276,3 +276,52 @@ def test_bad_search_space_and_output_paths(sst2_run, tmp_path, capsys):
     assert export([sst2_run["run_dir"], "--output", str(tmp_path / "adir")]) == 2
     assert "must name a file" in _one_line(capsys)
     assert list((tmp_path / "adir").iterdir()) == []
+
+
+# --- the small things a user trips on
+
+
+def test_one_class_teacher_is_warned_about(caplog):
+    import logging
+
+    from distill.tasks import get_task
+    from distill.teach import _warn_if_one_class
+
+    events = []
+    jlog = lambda event, **kw: events.append((event, kw))  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="distill.teach"):
+        _warn_if_one_class(get_task("sst2"), "dev", np.array([[2.0, -1.0], [0.5, 0.1], [3.0, 0.0]]), jlog)
+    assert "predicts 'negative' for every dev row" in caplog.text
+    assert events == [("warning", {"split": "dev", "message": "teacher predicts one class (negative) on every row"})]
+    events.clear()
+    _warn_if_one_class(get_task("sst2"), "dev", np.array([[2.0, -1.0], [0.0, 1.0]]), jlog)
+    _warn_if_one_class(get_task("stsb"), "dev", np.array([[2.0], [3.0]]), jlog)  # a score has no classes
+    assert events == []
+
+
+def test_result_json_on_stdout_and_quiet_third_party(sst2_run, glue_dir, tmp_path, capsys):
+    import logging
+
+    from distill.teach import main
+
+    assert main(["--output-dir", str(tmp_path / "d"), "--teacher", sst2_run["run_dir"], "--dump-only",
+                 "--splits", "dev", "--data-dir", str(glue_dir)]) == 0
+    out = json.loads(capsys.readouterr().out)  # stdout is the result alone
+    assert out["run_dir"] == str(tmp_path / "d") and "accuracy" in out["metrics"]["dev"]
+    for name in ("torchao", "torch.utils._pytree", "transformers"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.ERROR, name
+
+
+def test_plain_progress_lines(monkeypatch, capsys):
+    from distill import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    bar = progress._PlainBar("dump", 10, every=5)
+    bar.advance(1, note="loss 0.5")  # the first batch, at once: no rate from 0 s
+    now[0] += 6
+    bar.advance(2)
+    now[0] += 6
+    bar.advance(7)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["dump: 1/10 (0s) loss 0.5", "dump: 3/10 (0.5/s, 6s)", "dump: 10/10 (0.8/s, 12s)"]
