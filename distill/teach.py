@@ -227,7 +227,8 @@ def _check_run_dir(cfg: TeachConfig, run_dir: Path) -> None:
 
 
 def _load_split(task: Task, cfg: TeachConfig, split: str) -> Examples:
-    """One split as the run defines it: its data dir, holdout and (train) sample limit."""
+    """One split as the run defines it: its data dir, holdout and (train) sample limit, the same for
+    training, its --resume and every re-dump."""
     ex = load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout())
     return ex.select(cfg.max_train_samples) if split == "train" and cfg.max_train_samples else ex
 
@@ -237,7 +238,7 @@ def _load_all(task: Task, cfg: TeachConfig, training: bool) -> dict[str, Example
     wanted = list(cfg.splits or task.splits)
     if training:
         wanted = list(dict.fromkeys(["train", *task.eval_splits, *wanted]))
-    data = {s: load_split(task, s, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout()) for s in wanted}
+    data = {s: _load_split(task, cfg, s) for s in wanted}
     if training and data["train"].gold is None:
         raise DistillInputError(
             f"{data['train'].source} gives {task.name} no gold to train on"
@@ -375,8 +376,6 @@ def _run(cfg: TeachConfig, task: Task, show_progress: bool) -> dict:
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_all(task, cfg, training)
     extras = _check_extras(task, cfg)
-    if cfg.max_train_samples and "train" in data:  # training, its resume and every re-dump see the same rows
-        data["train"] = data["train"].select(cfg.max_train_samples)
     _seed_everything(cfg.seed)  # before the head is initialised, so a resumed run rebuilds the same model
     source = str(best_dir) if (cfg.dump_only and have_best) else cfg.teacher
     # dump-only needs a fine-tuned head as it is; training (re)initialises the head for the task
