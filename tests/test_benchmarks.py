@@ -90,7 +90,15 @@ def test_refuses_without_one_teacher(report, tmp_path):
     with pytest.raises(DistillInputError, match="exactly one teacher"):
         bench.run([res["models"][1]["run_dir"]], str(tmp_path / "r"))
     assert bench.main([str(tmp_path / "missing"), "--output-dir", str(tmp_path / "r")]) == 2
+    assert bench.main(["--output-dir", str(tmp_path / "r")]) == 2  # nothing to measure: one sentence
 
+
+def test_report_only_as_the_readme_writes_it(report, capsys):
+    out, res = report
+    (out / "report.md").unlink()
+    assert bench.main(["--report-only", "--output-dir", str(out)]) == 0
+    assert (out / "report.md").is_file()
+    assert json.loads(capsys.readouterr().out) == res["summary"]  # the summary alone on stdout
 
 
 def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
