@@ -5,7 +5,6 @@ import csv
 import json
 from pathlib import Path
 
-import optuna
 import pytest
 
 from distill.errors import DistillInputError
@@ -89,8 +88,10 @@ def test_bad_space_and_changed_flags_are_refused(sst2_run, space_file, study_run
         search_space("cnn", str(bad))
     with pytest.raises(DistillInputError, match="--epochs"):
         run(tune_cfg(sst2_run, space_file, study_run["run_dir"], epochs=5))
-    assert isinstance(open_study(tune_cfg(sst2_run, space_file, study_run["run_dir"]).resolved("sst2"),
-                                 Path(study_run["run_dir"])), optuna.Study)
+    # the refused runs changed nothing: the study reopens with exactly the first run's three trials
+    study = open_study(tune_cfg(sst2_run, space_file, study_run["run_dir"]).resolved("sst2"), Path(study_run["run_dir"]))
+    assert [t.state.name for t in study.trials].count("COMPLETE") == study_run["trials"]["complete"]
+    assert len(study.trials) == 3
 
 
 def test_continuation_and_workers_draw_new_settings(sst2_run, space_file, tmp_path):
