@@ -17,7 +17,6 @@ import platform
 import resource
 import statistics
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
