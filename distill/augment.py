@@ -49,6 +49,7 @@ class AugmentConfig:
     max_ngram: int = 5  # n of the n-gram is uniform in 1..max_ngram (Tang et al. 5)
     neighbours: int = 10  # candidates per word for the replacement, nearest first
     max_train_samples: int | None = None  # perturb only the first K training examples
+    exclude: str = ""  # comma-separated TSVs this command wrote before: their rows are not written again (grow a set, label only the new rows)
 
     def validate(self) -> None:
         checks = [
@@ -60,10 +61,14 @@ class AugmentConfig:
              "--p-mask and --p-replace must be >= 0 with a sum <= 1"),
             (0 <= self.p_ngram <= 1, "--p-ngram must be in [0, 1]"),
             (self.max_ngram >= 1 and self.neighbours >= 1, "--max-ngram and --neighbours must be >= 1"),
+            *((Path(f).is_file(), f"--exclude {f}: no such file; name a TSV an earlier --output wrote") for f in self.excluded()),
         ]
         for ok, msg in checks:
             if not ok:
                 raise DistillInputError(msg)
+
+    def excluded(self) -> list[str]:
+        return [f for f in self.exclude.split(",") if f]
 
 
 def perturb(words: list[str], rng: random.Random, *, mask: str, neighbours: dict[str, list[str]], p_mask: float,
@@ -112,9 +117,10 @@ def embedding_neighbours(words: set[str], tokenizer, embeddings: np.ndarray, k: 
 
 
 def augment(texts: list[tuple[str, ...]], cfg: AugmentConfig, *, mask: str, neighbours: dict[str, list[str]],
-            on_progress=None) -> list[tuple[str, ...]]:
-    """``factor`` draws per example (each text of a pair perturbed alike), originals and repeats dropped."""
-    seen = {tuple(" ".join(t.split()) for t in ex) for ex in texts}
+            on_progress=None, exclude: set[tuple[str, ...]] = frozenset()) -> list[tuple[str, ...]]:
+    """``factor`` draws per example (each text of a pair perturbed alike), originals, repeats and
+    ``exclude`` dropped."""
+    seen = {tuple(" ".join(t.split()) for t in ex) for ex in texts} | set(exclude)
     out = []
     for i, ex in enumerate(texts):
         rng = random.Random(f"{cfg.seed}-{i}")  # per example: shards or a different order give the same draws
@@ -154,6 +160,8 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
     words = {w for t in texts for s in t for w in s.split()}
     if getattr(tokenizer, "do_lower_case", False):
         log.info("uncased teacher: neighbours are looked up for lower-cased words")
+    columns = task.splits["train"].text_columns if task.loader == "glue" else ("text",)
+    exclude = {tuple(row) for f in cfg.excluded() for row in read_rows(Path(f), columns)}
     neighbours = embedding_neighbours(words, tokenizer, word_embeddings(state).numpy(), cfg.neighbours)
     log.info("%d of %d distinct words have embedding neighbours", len(neighbours), len(words))
     bar = contextlib.nullcontext(None)
@@ -162,12 +170,19 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
 
         bar = make_bar(f"augment x{cfg.factor}", len(texts))
     with bar as b:
-        new = augment(texts, cfg, mask=mask, neighbours=neighbours, on_progress=b.advance if b else None)
-    columns = task.splits["train"].text_columns if task.loader == "glue" else ("text",)
+        new = augment(texts, cfg, mask=mask, neighbours=neighbours, on_progress=b.advance if b else None, exclude=exclude)
     lines = ["\t".join(columns)] + ["\t".join(s.replace("\t", " ") for s in t) for t in new]
     write_text(cfg.output, "\n".join(lines) + "\n")
     return {"output": cfg.output, "examples": len(texts), "written": len(new), "per_example": len(new) / len(texts),
-            "duplicates_dropped": len(texts) * cfg.factor - len(new)}
+            "excluded": len(exclude), "duplicates_dropped": len(texts) * cfg.factor - len(new)}
+
+
+def read_rows(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
+    """The text rows of a TSV this command wrote (header = ``columns``), whitespace-normalised."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split("\t")) != tuple(columns):
+        raise DistillInputError(f"--exclude {path}: its header is not {chr(9).join(columns)!r}; name a TSV distill.augment wrote for this task")
+    return [[" ".join(t.split()) for t in line.split("\t")] for line in lines[1:]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from distill.devices import DEVICES, resolve_device, torch_device, world
 from distill.errors import DistillInputError
 from distill.rundir import JsonlLog, clear_run, holds_run, load_weights, read_json, run_lock, write_json, write_text
 from distill.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from distill.distiller import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class StudentConfig:
     kd_loss: str = "kl"  # kl (Hinton 2015, KL at T with T^2) | mse (Tang 2019, MSE on logits)
     hidden_loss: str = "cosine"  # cosine | mse, through a learned projection to the teacher width
     kd: bool = True  # learn from the teacher; --no-kd: gold labels only (alpha = beta = 0), the baseline
-    transfer_split: str = ""  # a materials split of unlabelled texts (dumped with --extra NAME=FILE) added to train with the teacher term only
+    transfer_split: str = ""  # materials split(s), comma-separated, of unlabelled texts (dumped with --extra NAME=FILE) added to train with the teacher term only
     max_length: int = 0  # token limit per sentence; 0 = the teacher's
     seed: int = 42  # first seed (init, dropout, batch order)
     seeds: int = 1  # train this many seeds (seed, seed+1, ...) and report mean ± std
@@ -211,6 +215,25 @@ def teacher_tokenizer(model_dir: str):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
+def with_transfer(train: SplitData, teacher: TeacherRun, names: list[str], tokenizer, max_length: int, siamese: bool) -> SplitData:
+    """``train`` plus the teacher-labelled rows of each transfer split in ``names``, in order; each is
+    deduplicated against train, the labelled held-out splits and the transfer splits before it."""
+    from distill.distiller import add_transfer
+
+    for name in names:
+        if name not in teacher.manifest["splits"]:
+            raise DistillInputError(f"--transfer-split {name}: {teacher.root} has no such materials split; dump it with "
+                                    f"python -m distill.teach --output-dir {teacher.root} --dump-only --extra {name}=FILE")
+    held = [split_data(teacher, s, tokenizer, max_length, siamese) for s in teacher.manifest["splits"]
+            if s != "train" and s not in names and teacher.manifest["splits"][s].get("labelled")]
+    for name in names:
+        n_train = len(train)
+        train, dropped = add_transfer(train, split_data(teacher, name, tokenizer, max_length, siamese), held)
+        log.info("transfer split %s: %d rows added to %d training rows (%d dropped: also in train or a labelled split)",
+                 name, len(train) - n_train, n_train, dropped)
+    return train
+
+
 def split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siamese: bool):
     """One materials split, tokenised, as ``SplitData`` — cached per process (keyed by the split's
     ids hash in the manifest), so tuning trials and seeds load and tokenise each split once."""
@@ -326,20 +349,11 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
     train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
     eval_split = task.eval_splits[0]
     dev = split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
-    if cfg.transfer_split:
+    transfer = [t for t in cfg.transfer_split.split(",") if t]
+    if transfer:
         if not cfg.kd:
             raise DistillInputError("--transfer-split needs the teacher (its rows have no gold label); drop --no-kd")
-        if cfg.transfer_split not in teacher.manifest["splits"]:
-            raise DistillInputError(f"--transfer-split {cfg.transfer_split}: {teacher.root} has no such materials split; dump it with "
-                                    f"python -m distill.teach --output-dir {teacher.root} --dump-only --extra {cfg.transfer_split}=FILE")
-        from distill.distiller import add_transfer
-
-        held = [split_data(teacher, s, tokenizer, cfg.max_length, siamese) for s in teacher.manifest["splits"]
-                if s not in ("train", cfg.transfer_split) and teacher.manifest["splits"][s].get("labelled")]
-        n_train = len(train)
-        train, dropped = add_transfer(train, split_data(teacher, cfg.transfer_split, tokenizer, cfg.max_length, siamese), held)
-        log.info("transfer split %s: %d rows added to %d training rows (%d dropped: also in train or a labelled split)",
-                 cfg.transfer_split, len(train) - n_train, n_train, dropped)
+        train = with_transfer(train, teacher, transfer, tokenizer, cfg.max_length, siamese)
     if dev.gold is None and task.kind != "ranking":
         raise DistillInputError(f"materials split {eval_split!r} has no gold labels; the student needs them for early stopping")
     if train.labels is None and cfg.alpha < 1:

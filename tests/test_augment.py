@@ -78,5 +78,17 @@ def test_cli_writes_a_tsv_the_teacher_dump_reads(glue_dir, tiny_bert, tmp_path):
                              teacher=str(tiny_bert), max_train_samples=20))
     assert read_text_file(tmp_path / "m.tsv", split="t", pair=True, text_columns=("#1 String", "#2 String")).text_b
     assert mrpc["examples"] == 20
+    # grow the set: x8 excluding the x5 file writes exactly the x8 rows that file lacks
+    more = run(AugmentConfig(task="sst2", data_dir=str(glue_dir), output=str(tmp_path / "more.tsv"), factor=8,
+                             teacher=str(tiny_bert), exclude=str(out)))
+    whole = run(AugmentConfig(task="sst2", data_dir=str(glue_dir), output=str(tmp_path / "x8.tsv"), factor=8, teacher=str(tiny_bert)))
+    rows = {p: (p).read_text().splitlines()[1:] for p in (out, tmp_path / "more.tsv", tmp_path / "x8.tsv")}
+    assert more["excluded"] == res["written"] and more["written"] == whole["written"] - res["written"] > 0
+    assert sorted(rows[out] + rows[tmp_path / "more.tsv"]) == sorted(rows[tmp_path / "x8.tsv"])
+    with pytest.raises(DistillInputError, match="--exclude"):
+        run(AugmentConfig(task="sst2", data_dir=str(glue_dir), output=str(tmp_path / "y.tsv"), exclude=str(tmp_path / "none.tsv")))
+    with pytest.raises(DistillInputError, match="header"):
+        run(AugmentConfig(task="sst2", data_dir=str(glue_dir), output=str(tmp_path / "y.tsv"), teacher=str(tiny_bert),
+                          exclude=str(tmp_path / "m.tsv")))
     with pytest.raises(DistillInputError, match="--p-mask"):
         run(AugmentConfig(output=str(out), p_mask=0.7, p_replace=0.5))

@@ -289,7 +289,7 @@ def test_transfer_split_adds_teacher_only_rows(sst2_run, tmp_path):
     """--transfer-split: unlabelled rows the teacher labelled join train with the teacher term only;
     rows that repeat a train/dev text are dropped (no held-out text leaks in as input)."""
     from distill.distiller import add_transfer
-    from distill.student import open_teacher_run, split_data, teacher_tokenizer
+    from distill.student import open_teacher_run, split_data, teacher_tokenizer, with_transfer
     import shutil
 
     from distill.teach import TeachConfig
@@ -298,17 +298,22 @@ def test_transfer_split_adds_teacher_only_rows(sst2_run, tmp_path):
     root = tmp_path / "teacher"
     shutil.copytree(sst2_run["run_dir"], root)  # the session's teacher run stays as it is
     dev = materials.load(root, "dev")
-    extra = tmp_path / "transfer.txt"
+    extra, extra2 = tmp_path / "transfer.txt", tmp_path / "transfer2.txt"
     extra.write_text("\n".join(["an utterly new sentence", "another unseen one", dev.text_a[0], dev.text_a[1]]) + "\n")
-    teach(TeachConfig.from_run(root, dump_only=True, splits=("dev",), extra=(f"transfer={extra}",), device="cpu"))
+    extra2.write_text("\n".join(["another unseen one", "a third new text", dev.text_a[2]]) + "\n")  # a grown set
+    teach(TeachConfig.from_run(root, dump_only=True, splits=("dev",), extra=(f"transfer={extra}", f"transfer2={extra2}"), device="cpu"))
     teacher = open_teacher_run(root, None)
     tok = teacher_tokenizer(str(teacher.model_dir))
-    train, tr, dv = (split_data(teacher, s, tok, 32, True) for s in ("train", "transfer", "dev"))
+    train, tr, tr2, dv = (split_data(teacher, s, tok, 32, True) for s in ("train", "transfer", "transfer2", "dev"))
     merged, dropped = add_transfer(train, tr, [dv])
     assert dropped == 2 and len(merged) == len(train) + 2
     assert merged.labelled.tolist() == [True] * len(train) + [False, False]
     assert merged.ids[-2:] == ["transfer-0", "transfer-1"]
     np.testing.assert_array_equal(merged.teacher_logits[-2:], tr.teacher_logits[:2])
+    # several splits (--transfer-split transfer,transfer2): the second drops the first's row and dev's
+    both = with_transfer(train, teacher, ["transfer", "transfer2"], tok, 32, True)
+    assert both.ids[len(train):] == ["transfer-0", "transfer-1", "transfer2-1"]
+    np.testing.assert_array_equal(both.teacher_logits[-1], tr2.teacher_logits[1])
     out = run(student_cfg(root, tmp_path / "cnn", transfer_split="transfer", epochs=2, lr=5e-3))
     assert out["metrics"]["dev"]["accuracy"] >= 0.85
     with pytest.raises(DistillInputError, match="no such materials split"):
