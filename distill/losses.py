@@ -1,7 +1,7 @@
 """Distillation losses: pure functions of tensors, each with its shapes and its paper.
 
 The student's total loss is ``(1 - alpha) * hard + alpha * soft + beta * hidden`` (see
-``distill.student_train``); ``soft_loss`` and ``hard_loss`` pick the right term for a task kind.
+``student_objective``); ``soft_loss`` and ``hard_loss`` pick the right term for a task kind.
 """
 
 from __future__ import annotations
@@ -109,3 +109,27 @@ def soft_loss(kind: str, student_logits: torch.Tensor, teacher_logits: torch.Ten
     if kind == "multilabel":
         return kd_sigmoid_bce(student_logits, teacher_logits, temperature)
     return kd_kl(student_logits, teacher_logits, temperature)
+
+
+def student_objective(kind: str, logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                      gold: torch.Tensor | None, *, alpha: float, beta: float, temperature: float, kd_loss: str = "kl",
+                      projected: torch.Tensor | None = None, teacher_vec: torch.Tensor | None = None,
+                      hidden_loss: str = "cosine") -> dict[str, torch.Tensor]:
+    """Every term of the student's loss and their mix, as in torchtune's KD recipe: hard (gold
+    labels, only on rows with one), soft (the teacher's logits, ``soft_loss``) and hidden (the
+    projected sentence vector against the teacher's pooled one, ``hidden_match``).
+
+    logits, teacher_logits [B, C]; labels [B] (or [B, C] multi-label) or None when the split has
+    none; gold [B] bool rows with a gold label (transfer-set rows have none) or None = all;
+    projected, teacher_vec [B, H] or None (no hidden term). Returns {"hard", "soft", "hidden",
+    "total"}, scalars; a term that does not apply is 0.
+    """
+    zero = logits.new_zeros(())
+    if labels is None or alpha == 1 or (gold is not None and not gold.any()):
+        hard = zero
+    else:
+        hard = hard_loss(kind, logits, labels) if gold is None else hard_loss(kind, logits[gold], labels[gold])
+    soft = soft_loss(kind, logits, teacher_logits, temperature=temperature, kd_loss=kd_loss) if alpha > 0 else zero
+    hidden = hidden_match(projected, teacher_vec, hidden_loss) if projected is not None else zero
+    total = (1 - alpha) * hard + alpha * soft + beta * hidden
+    return {"hard": hard, "soft": soft, "hidden": hidden, "total": total}

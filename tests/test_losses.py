@@ -49,6 +49,24 @@ def test_logits_mse_and_hidden_golden():
         losses.hidden_match(a, b, "l1")
 
 
+def test_student_objective_golden():
+    # hard on the gold row only: log(1+e^-2) = 0.126928; soft (mse vs zeros) = (4+0+0+1)/4 = 1.25;
+    # hidden (cosine, the pair above) = 0.5; total = 0.5*0.126928 + 0.5*1.25 + 2*0.5 = 1.688464
+    z, t = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2)
+    y, gold = torch.tensor([0, 1]), torch.tensor([True, False])
+    a, b = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    out = losses.student_objective("classification", z, t, y, gold, alpha=0.5, beta=2.0, temperature=2.0, kd_loss="mse",
+                                   projected=a, teacher_vec=b)
+    got = {k: v.item() for k, v in out.items()}
+    assert got == pytest.approx({"hard": 0.126928, "soft": 1.25, "hidden": 0.5, "total": 1.688464}, abs=1e-6)
+    # every row gold: the mean CE (0.126928 + 0.313262) / 2; no gold row, or alpha = 1: no hard term
+    assert losses.student_objective("classification", z, t, y, None, alpha=0.0, beta=0.0, temperature=1.0)["total"].item() \
+        == pytest.approx(0.220095, abs=1e-6)
+    none = losses.student_objective("classification", z, t, y, torch.tensor([False, False]), alpha=0.5, beta=0.0, temperature=1.0)
+    assert none["hard"].item() == 0.0 and none["hidden"].item() == 0.0
+    assert losses.student_objective("classification", z, t, y, None, alpha=1.0, beta=0.0, temperature=1.0)["hard"].item() == 0.0
+
+
 def test_task_kind_dispatch():
     y = torch.tensor([0.5, 2.0])
     pred = torch.tensor([[1.0], [2.0]])
