@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup base demo test test-xla test-real clean
+.PHONY: setup base demo test lint test-xla test-real clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The habits that keep the layout: ruff (unused names, function size) and the import contracts in pyproject.toml
+lint: setup
+	$(PY) -m ruff check .
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
 
 # The XLA lane: tests marked xla on XLA:CPU, in the torch 2.9.0 + torch-xla 2.9.0 virtualenv that
 # .ci/xla-venv creates outside the clone (or reuses); the project runs from this checkout.

@@ -12,17 +12,16 @@ figure), REPORT/report.md (tables) and REPORT/pareto.png, and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.cli import run_cli
+from distill.cli import config_from, dataclass_parser, field_docs, run_cli
 from distill.errors import DistillInputError
 from distill.rundir import read_json, write_json, write_text
 
@@ -142,27 +141,36 @@ def _parse_list(text: str, typ=str):
     return tuple(typ(x) for x in text.split(",") if x)
 
 
+@field_docs
+@dataclass
+class BenchConfig:
+    __positional__ = ("runs",)
+
+    runs: tuple[str, ...] = ()  # one teacher run and any number of student runs (none with --report-only)
+    output_dir: str = "runs/report"  # REPORT folder: results.json, report.md, pareto.png
+    batch_sizes: str = "1,32,128"  # comma-separated batch sizes to time
+    backends: str = ",".join(BACKENDS)  # comma-separated backends (eager, bf16, int8, onnx, onnx-int8)
+    max_seconds: float = 3.0  # timed seconds per pass
+    repeats: int = 3  # timed passes per (model, backend, batch size); the median is reported
+    warmup: int = 2  # untimed batches before each pass
+    baselines: bool = True  # also time pipeline() and project a random BERT-base teacher (--no-baselines: skip)
+    in_process: bool = False  # measure in this process (no per-model peak memory)
+    report_only: bool = False  # rebuild report.md / pareto.png from OUTPUT_DIR/results.json
+    measure_one: bool = False  # internal: measure the one run named, in this process, for the parent's subprocess
+    json_out: str = ""  # internal: where --measure-one writes its JSON
+
+    def budget(self) -> Budget:
+        return Budget(_parse_list(self.batch_sizes, int), self.max_seconds, self.repeats, self.warmup)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="*", help="one teacher run and any number of student runs (none with --report-only)")
-    p.add_argument("--output-dir", default="runs/report")
-    p.add_argument("--batch-sizes", default="1,32,128")
-    p.add_argument("--backends", default=",".join(BACKENDS))
-    p.add_argument("--max-seconds", type=float, default=3.0, help="timed seconds per pass")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--no-baselines", action="store_true", help="skip pipeline() and the BERT-base projection")
-    p.add_argument("--in-process", action="store_true", help="measure in this process (no per-model peak memory)")
-    p.add_argument("--report-only", action="store_true", help="rebuild report.md / pareto.png from OUTPUT_DIR/results.json")
-    p.add_argument("--measure-one", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--json-out", help=argparse.SUPPRESS)
+    p = dataclass_parser(BenchConfig, "python -m benchmarks", __doc__)
 
     def body():
-        a = p.parse_args(argv)
-        budget = Budget(_parse_list(a.batch_sizes, int), a.max_seconds, a.repeats, a.warmup)
+        a = config_from(BenchConfig, p.parse_args(argv))
         if a.measure_one:
-            write_json(a.json_out, measure_run(a.runs[0], _parse_list(a.backends), budget))
+            write_json(a.json_out, measure_run(a.runs[0], _parse_list(a.backends), a.budget()))
             return
         if a.report_only:
             res = rebuild(a.output_dir)
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.runs:
             raise DistillInputError("name one teacher run and any student runs to measure (or --report-only "
                                     "--output-dir REPORT to rebuild a report)")
-        res = run(a.runs, a.output_dir, backends=_parse_list(a.backends), budget=budget, baselines=not a.no_baselines,
+        res = run(list(a.runs), a.output_dir, backends=_parse_list(a.backends), budget=a.budget(), baselines=a.baselines,
                   subprocesses=not a.in_process, command=shlex.join(["python", "-m", "benchmarks", *argv]))
         console_summary(res, a.output_dir)
 

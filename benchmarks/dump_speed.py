@@ -12,7 +12,7 @@ What is timed:
 FLOPs count every multiply-add the encoder executes on the padded batches (QKV/output projections,
 FFN, attention scores and mixing), 2 FLOPs per multiply-add. The peak is the machine's best fp32
 2048×2048×2048 matmul through torch on the same threads — the faster of MKL (``torch.mm``) and
-oneDNN with a prepacked weight (``distill.inference.PrepackedLinear``; MKL takes its AVX2 path on
+oneDNN with a prepacked weight (``teachers.dump.PrepackedLinear``; MKL takes its AVX2 path on
 AMD CPUs and reaches 40 % of oneDNN there) — the better of two measurements, right before and
 right after each timed repeat.
 The dump runs as ``distill.teach`` runs it: Linear layers prepacked for oneDNN, the FFN's GELU
@@ -28,26 +28,30 @@ most can be measured without Hub access. The pipeline baseline then runs that sa
 
 from __future__ import annotations
 
-import argparse
+import copy
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from distill.cli import config_from, dataclass_parser, field_docs
 from distill.data import load_split
+from distill.errors import DistillInputError
 from distill.inference import encode, length_sorted_batches, predict_arrays, resolve_workers
 from distill.rundir import read_json, write_json
 from distill.tasks import get_task
+from teachers.dump import DumpSettings, dump_module, dump_outputs
 
 
 def matmul_peaks(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     """Best observed fp32 FLOP/s of an n×n×n matmul on this machine's torch threads, per library:
     MKL (``torch.mm``) and, where torch has it, oneDNN with the weight prepacked."""
-    from distill.inference import PrepackedLinear
+    from teachers.dump import PrepackedLinear
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     fns = {"mkl": lambda: torch.mm(a, b)}
@@ -97,47 +101,52 @@ def random_bert(arch: str, tokenizer, like) -> torch.nn.Module:
     return BertForSequenceClassification(conf).eval()
 
 
-def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch_size: int, repeats: int,
-        compile: bool = False, arch: str | None = None, batch_tokens: int | None = 1024, prepack: bool = True,
-        workers: int = 0) -> dict:
+@field_docs
+@dataclass
+class DumpSpeedConfig:
+    __positional__ = ("run_dir",)
+
+    run_dir: str  # a finished distill.teach run
+    data_dir: str | None = None  # glue_data folder (default: the run's)
+    split: str = "train"  # the split whose texts are dumped
+    limit: int = 8000  # first N examples of the split (0 = all)
+    batch_size: int = 128  # most sentences in a batch
+    batch_tokens: int = 1024  # most padded tokens in a batch, as distill.teach --dump-batch-tokens (0 = no cap)
+    prepack: bool = True  # the dump's prepacked oneDNN linears (--no-prepack: plain eager nn.Linear, MKL)
+    workers: int = 0  # threads running whole batches, as distill.teach --dump-workers (0 = one per torch thread)
+    repeats: int = 3  # timed repeats of our dump (median)
+    compile: bool = False  # time the dump as distill.teach --compile runs it
+    arch: str | None = None  # time a randomly initialised bert-base or bert-large instead of the run's model
+    output: str | None = None  # write the results JSON here (default: stdout)
+
+    def __post_init__(self):
+        if self.arch is not None and self.arch not in ARCHS:
+            raise DistillInputError(f"--arch must be one of {', '.join(sorted(ARCHS))} (got {self.arch!r})")
+
+
+def run(cfg: DumpSpeedConfig) -> dict:  # noqa: PLR0915 - one measurement from set-up to its results record, in order
+    """Time the dump (as ``distill.teach`` runs it) against ``pipeline()`` on the same model and texts."""
     from transformers import pipeline
-    from transformers.utils import logging as hf_logging
 
-    from teachers import HFTeacher, load_teacher
+    from teachers import load_teacher
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    cfg = read_json(Path(run_dir) / "config.json")
-    task = get_task(cfg["task"])
-    ex = load_split(task, split, data_dir or cfg.get("data_dir"))
-    if limit:
-        ex = ex.select(limit)
-    model, tok = load_teacher(str(Path(run_dir) / "best"))
+    run_cfg = read_json(Path(cfg.run_dir) / "config.json")
+    task = get_task(run_cfg["task"])
+    ex = load_split(task, cfg.split, cfg.data_dir or run_cfg.get("data_dir"))
+    if cfg.limit:
+        ex = ex.select(cfg.limit)
+    model, tok = load_teacher(str(Path(cfg.run_dir) / "best"))
     model.eval()
-    if arch is not None:
-        model = random_bert(arch, tok, model)
-    ours_model = model
-    prepacked = gelu_fused = 0
-    if prepack and not compile:  # as distill.teach's dump (a copy: the pipeline baseline keeps plain nn.Linear)
-        import copy
-
-        from distill.inference import prepack_linears
-
-        ours_model = copy.deepcopy(model)
-        prepacked = prepack_linears(ours_model)
-        gelu_fused = sum(bool(getattr(m, "gelu", False)) for m in ours_model.modules())
-    teacher = HFTeacher(ours_model)
-    if compile:  # distill.teach --compile
-        from distill.inference import FrozenCompiled
-
-        teacher = FrozenCompiled(teacher)
-    max_length = cfg["max_length"]
-    workers = resolve_workers(workers, "cpu", compile)  # as distill.teach --dump-workers
+    if cfg.arch is not None:
+        model = random_bert(cfg.arch, tok, model)
+    # the dump's own set-up, on a copy: the pipeline baseline keeps plain nn.Linear
+    teacher, setup = dump_module(copy.deepcopy(model), prepack=cfg.prepack, compile=cfg.compile)
+    settings = DumpSettings(max_length=run_cfg["max_length"], batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens or None,
+                            workers=resolve_workers(cfg.workers, "cpu", cfg.compile))
+    max_length, batch_size, batch_tokens, workers = settings.max_length, cfg.batch_size, settings.batch_tokens, settings.workers
 
     def ours():
-        enc = encode(tok, ex, max_length)
-        return enc, predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens,
-                                   workers=workers)
+        return dump_outputs(teacher, tok, ex, settings)
 
     t = time.perf_counter()
     ours()  # warm-up (allocator, oneDNN kernels; with --compile: compiling)
@@ -147,10 +156,10 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
     # different runs), so a fixed peak would not be fair, and now and then one measurement gets half
     # the cores (~210 GFLOP/s on 2 cores, 3 in 28 on 2026-12-02): alone it would score a repeat > 100 %.
     ours_times, model_times, peaks, lib_peaks = [], [], [], []
-    for _ in range(repeats):
+    for _ in range(cfg.repeats):
         before = matmul_peaks()
         t = time.perf_counter()
-        enc = encode(tok, ex, max_length)
+        enc = encode(tok, ex, max_length)  # timed apart: dump_outputs tokenises too, the model time excludes it
         t_tok = time.perf_counter()
         logits, _ = predict_arrays(teacher, enc, pad_id=tok.pad_token_id, batch_size=batch_size, max_tokens=batch_tokens,
                                    workers=workers)
@@ -182,18 +191,18 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
     real_tokens = int(enc.lengths.sum())
     padded_tokens = sum(b * l for b, l in shapes)
     return {
-        "run_dir": str(run_dir), "task": task.name, "split": split, "n": len(ex), "batch_size": batch_size,
+        "run_dir": str(cfg.run_dir), "task": task.name, "split": cfg.split, "n": len(ex), "batch_size": batch_size,
         "max_length": max_length, "real_tokens": real_tokens, "padded_tokens": padded_tokens,
         "ours_s": ours_s, "ours_examples_per_s": len(ex) / ours_s, "ours_model_s": model_s,
         "tokenise_s": ours_s - model_s,
         "pipeline_bs1_s": pipe[1], f"pipeline_bs{batch_size}_s": pipe[batch_size],
         "speedup_vs_pipeline_bs1": pipe[1] / ours_s, f"speedup_vs_pipeline_bs{batch_size}": pipe[batch_size] / ours_s,
         "pipeline_top_label_agreement": agree,
-        "compile": compile, "arch": arch or model.config.model_type, "random_weights": arch is not None,
+        "compile": cfg.compile, "arch": cfg.arch or model.config.model_type, "random_weights": cfg.arch is not None,
         "params": sum(p.numel() for p in model.parameters()), "warmup_s": warmup_s,
         "model_gflop": flops / 1e9, "achieved_gflops": flops / model_s / 1e9,
-        "batch_tokens": batch_tokens, "batches": len(shapes), "prepacked_linears": prepacked,
-        "gelu_fused_linears": gelu_fused, "workers": workers,
+        "batch_tokens": batch_tokens, "batches": len(shapes), "prepacked_linears": setup["prepacked_linears"],
+        "gelu_fused_linears": setup["gelu_fused_linears"], "workers": workers,
         "matmul_peak_gflops": float(np.median(peaks)) / 1e9, "matmul_peaks_gflops": [round(p / 1e9, 1) for p in peaks],
         "matmul_peaks_by_library_gflops": {k: [round(p[k] / 1e9, 1) for p in lib_peaks] for k in lib_peaks[0]},
         "share_of_peak": float(np.median(shares)), "shares_of_peak": [round(x, 4) for x in shares],
@@ -203,25 +212,8 @@ def run(run_dir: str, data_dir: str | None, split: str, limit: int | None, batch
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.dump_speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", help="a finished distill.teach run")
-    p.add_argument("--data-dir", help="glue_data folder (default: the run's)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--limit", type=int, default=8000, help="first N examples of the split (0 = all)")
-    p.add_argument("--batch-size", type=int, default=128, help="most sentences in a batch")
-    p.add_argument("--batch-tokens", type=int, default=1024,
-                   help="most padded tokens in a batch, as distill.teach --dump-batch-tokens (0 = batches of --batch-size)")
-    p.add_argument("--no-prepack", action="store_true", help="plain eager nn.Linear (MKL) instead of the dump's prepacked oneDNN linears")
-    p.add_argument("--workers", type=int, default=0,
-                   help="threads running whole batches, as distill.teach --dump-workers (0 = one per torch thread)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of our dump (median)")
-    p.add_argument("--compile", action="store_true", help="time the dump as distill.teach --compile runs it")
-    p.add_argument("--arch", choices=sorted(ARCHS),
-                   help="time a randomly initialised model of this shape instead of the run's (same tokenizer and texts)")
-    p.add_argument("--output", help="write the results JSON here")
-    a = p.parse_args(argv)
-    res = run(a.run_dir, a.data_dir, a.split, a.limit or None, a.batch_size, a.repeats, a.compile, a.arch,
-              a.batch_tokens or None, not a.no_prepack, a.workers)
+    a = config_from(DumpSpeedConfig, dataclass_parser(DumpSpeedConfig, "python -m benchmarks.dump_speed", __doc__).parse_args(argv))
+    res = run(a)
     from rich.console import Console
     from rich.table import Table
 

@@ -17,7 +17,6 @@ import platform
 import resource
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,11 @@ import torch
 from distill import metrics as task_metrics
 from distill.inference import autocast, encode, length_sorted_batches, pad_batch
 from distill.rundir import read_json
+from distill.timing import Budget, dev_data, file_order_batches, time_batches
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("eager", "bf16", "int8", "onnx", "onnx-int8")
-
-
-@dataclass
-class Budget:
-    batch_sizes: tuple[int, ...] = (1, 32, 128)
-    max_seconds: float = 3.0  # timed seconds per pass (model x backend x batch size)
-    repeats: int = 3  # timed passes; examples/s is their median
-    warmup: int = 2  # untimed batches first (allocator, oneDNN/ORT kernel selection)
 
 
 def machine_load(peak_fn=None) -> dict:
@@ -90,17 +82,17 @@ def machine_info() -> dict:
 def _quantize_int8(model: torch.nn.Module, run_dir: Path, calib: list[dict] | None, smooth_alpha: float = 0.5) -> torch.nn.Module:
     """Dynamic int8 with torchao (torch.ao.quantization is deprecated in torch 2.13): every nn.Linear
     gets int8 weights (one scale per output channel) and int8 activations quantised per token at run
-    time, after SmoothQuant (``distill.export.smooth_linears``, alpha 0.5, 512 training texts) moved
+    time, after SmoothQuant (``benchmarks.smoothquant.smooth_linears``, alpha 0.5, 512 training texts) moved
     the activations' outlier channels into the weights — per-token scales cure BERT's [CLS] outlier
     row but not its outlier channels (SST-2 MiniLM teacher on the AMD machine: -0.57 pt without,
-    see the README) — then inductor compiles the model with frozen weights (``distill.inference.FrozenCompiled``),
+    see the README) — then inductor compiles the model with frozen weights (``teachers.dump.FrozenCompiled``),
     which lowers the int8 matmuls to oneDNN's AMX/VNNI kernels and fuses the (de)quantisation around them.
     Eager torchao int8 is barely faster than fp32 (one tensor-subclass dispatch per op): on the SST-2
     MiniLM teacher at batch 32, 290 ex/s eager vs 614 compiled and frozen (fp32 eager 255).
     LSTM and convolution weights stay fp32 (torchao quantises linear layers)."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    from distill.inference import FrozenCompiled
+    from teachers.dump import FrozenCompiled
     from teachers import HFTeacher, load_teacher
 
     if isinstance(model, HFTeacher):  # a fresh copy (the eager backend keeps the fp32 one), its hook on the new head
@@ -108,7 +100,7 @@ def _quantize_int8(model: torch.nn.Module, run_dir: Path, calib: list[dict] | No
     else:
         model = copy.deepcopy(model)
     if smooth_alpha > 0 and calib:
-        from distill.export import smooth_linears
+        from benchmarks.smoothquant import smooth_linears
 
         smooth_linears(model.eval(), calib, smooth_alpha)
     quantize_(model.eval(), Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
@@ -129,8 +121,9 @@ class Runner:
         self.session = None
         self.model = model
         if backend in ("onnx", "onnx-int8"):
-            from distill.export import INT8_SCHEME, ExportConfig, ort_session
+            from distill.export import ExportConfig
             from distill.export import run as export
+            from distill.onnx import INT8_SCHEME, ort_session
 
             onnx = run_dir / "model.onnx"
             q = run_dir / "model.int8.onnx"
@@ -152,45 +145,10 @@ class Runner:
             return self.model(**batch).logits.float().numpy()
 
 
-def dev_data(run_dir: Path):
-    """(dev Examples, the teacher's dev logits, row for row) of a run directory."""
-    from distill.predict import eval_materials
-
-    mat = eval_materials(run_dir)
-    return mat.to_examples(), np.asarray(mat.logits)
-
-
-def file_order_batches(enc, batch_size: int, pad_id: int) -> list[dict]:
-    """Padded batches of the examples in file order (real lengths, as traffic arrives): what speed is timed on."""
-    return [pad_batch(enc, list(range(i, min(i + batch_size, len(enc)))), pad_id) for i in range(0, len(enc), batch_size)]
-
-
-def time_batches(fn, batches: list[dict], budget: Budget) -> dict:
-    """examples/s (median of passes) and per-batch latency percentiles of ``fn`` over ``batches``."""
-    for b in batches[: budget.warmup]:
-        fn(b)
-    rates, lat = [], []
-    for _ in range(budget.repeats):
-        n, t_pass = 0, 0.0
-        for b in batches:
-            t0 = time.perf_counter()
-            fn(b)
-            dt = time.perf_counter() - t0
-            lat.append(dt)
-            n += len(b["input_ids"])
-            t_pass += dt
-            if t_pass >= budget.max_seconds:
-                break
-        rates.append(n / t_pass)
-    ms = np.array(lat) * 1e3
-    return {"examples_per_s": float(statistics.median(rates)), "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
-            "timed_batches": len(lat), "passes": [round(r, 2) for r in rates]}
-
-
 def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = None) -> dict:
     """Every figure for one run directory (a teacher, a student or a student's seed folder)."""
-    from distill.predict import load_predictor, resolve_run
+    from distill.rundir import resolve_run
+    from students.predictor import load_predictor
 
     budget = budget or Budget()
     run_dir = resolve_run(run_dir)  # a --seeds run: its best seed, as predict does
@@ -220,7 +178,7 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
         try:
             calib = None
             if backend == "int8":  # SmoothQuant's calibration texts, tokenised with the tokenizer already loaded
-                from distill.export import calibration_batches
+                from distill.onnx import calibration_batches
 
                 calib = calibration_batches(run_dir, tokenizer, max_length, siamese)[0]
             runner = Runner(backend, model, run_dir, out["size_bytes"], calib)
@@ -232,7 +190,7 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
             continue
         acc = task_metrics.compute(task, logits, ex.gold, ex.groups) if ex.gold is not None else {}
         if kind != "teacher" or ex.gold is None:  # a teacher without dev gold: agreement with its own dump
-            from distill.distiller import teacher_agreement
+            from students.loop import teacher_agreement
 
             acc["teacher_agreement"] = teacher_agreement(task, logits, teacher_logits)
         speed = {str(bs): time_batches(runner, batches, budget) for bs, batches in in_order.items()}
@@ -248,7 +206,7 @@ def measure_pipeline(teacher_run: str | Path, budget: Budget, limit: int = 512) 
     tokenisation included), on the first ``limit`` dev texts, per batch size."""
     from transformers import pipeline
 
-    from distill.predict import load_predictor
+    from students.predictor import load_predictor
     from teachers import load_teacher
 
     run_dir = Path(teacher_run)
@@ -278,7 +236,7 @@ def measure_random_bert_base(teacher_run: str | Path, budget: Budget, batch_size
     on the teacher run's dev texts at one batch size, eager fp32."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from distill.predict import load_predictor
+    from students.predictor import load_predictor
 
     run_dir = Path(teacher_run)
     task, _, tokenizer, max_length, _ = load_predictor(run_dir, "cpu")

@@ -15,22 +15,22 @@ epoch (training only) and dev accuracy of each. Needs ``pip install .[peers]`` (
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from distill.distiller import FitOptions, SplitData, evaluate, fit, grouped_batches, linear_schedule, make_optimizers
+from distill.cli import config_from, dataclass_parser, field_docs
 from distill.inference import pad_batch
+from distill.materials import open_teacher_run
 from distill.rundir import JsonlLog, write_json
-from distill.student import StudentConfig, build_student, open_teacher_run, split_data
-from students.base import load_teacher_weights
+from students.loop import FitOptions, SplitData, evaluate, fit, grouped_batches, linear_schedule, make_optimizers
+from students.train import StudentConfig, prepare, resolved_for
 
 
 class _ClippedOptimizer:
@@ -84,31 +84,34 @@ class _WithLoss(torch.nn.Module):
         return {"logits": logits, "loss": torch.nn.functional.cross_entropy(logits, labels)}
 
 
-def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str | None) -> dict:
+@field_docs
+@dataclass
+class PeerConfig:
+    __positional__ = ("teacher_run",)
+
+    teacher_run: str  # a finished distill.teach SST-2 run with materials
+    epochs: int = 2  # epochs for both frameworks
+    batch_size: int = 32  # examples per optimiser step for both
+    seed: int = 42  # the same initial student and batch order for both
+    output: str | None = None  # write the results JSON here
+
+
+def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by side on the same set-up, in order
     import textbrewer
     from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig
-    from transformers import AutoTokenizer
 
-    base = StudentConfig(arch="cnn", materials=teacher_run, epochs=epochs, batch_size=batch_size, seed=seed,
+    epochs, seed, output = pc.epochs, pc.seed, pc.output
+    base = StudentConfig(arch="cnn", materials=pc.teacher_run, epochs=epochs, batch_size=pc.batch_size, seed=seed,
                          patience=0, save_steps=0, device="cpu")
     base.validate()
-    teacher = open_teacher_run(teacher_run, "sst2")
-    cfg = base.resolved()
-    cfg = dataclasses.replace(cfg, max_length=int(teacher.manifest["max_length"]),
-                              temperature=float(teacher.manifest["temperature"]))
-    tokenizer = AutoTokenizer.from_pretrained(teacher.model_dir)
-    train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese=True)
-    dev = split_data(teacher, "dev", tokenizer, cfg.max_length, siamese=True)
-    state, tconf = load_teacher_weights(teacher.model_dir)
-    pad = tokenizer.pad_token_id
+    teacher = open_teacher_run(pc.teacher_run, "sst2")
+    cfg = resolved_for(base, teacher)
+    setup = prepare(cfg, teacher)  # the student set-up distill.student runs
+    train, dev, pad = setup.train, setup.dev, setup.tokenizer.pad_token_id
     opts = FitOptions(**{f: getattr(cfg, f) for f in FitOptions.__dataclass_fields__})
 
     def fresh_model():
-        torch.manual_seed(seed)
-        m = build_student("cnn", cfg.options, vocab_size=len(tokenizer), num_labels=2, pad_id=pad, is_pair=False,
-                          teacher_width=tconf["hidden_size"])
-        m.init_from_teacher(state, tconf)
-        return m
+        return setup.new_model(cfg)
 
     results = {}
     # distill
@@ -170,7 +173,7 @@ def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str |
         # optimiser state, fsync'ed; TextBrewer: the student's weights) and the dev evaluation are
         # outside; wall_seconds has everything
         r["mean_epoch_seconds"] = float(np.mean(r["epoch_seconds"]))
-    out = {"teacher_run": teacher_run, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+    out = {"teacher_run": pc.teacher_run, "epochs": epochs, "batch_size": pc.batch_size, "seed": seed,
            "temperature": cfg.temperature, "alpha": cfg.alpha, "options": cfg.options,
            "machine": {"cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
                        "platform": platform.platform(), "torch": torch.__version__},
@@ -183,19 +186,13 @@ def run(teacher_run: str, epochs: int, batch_size: int, seed: int, output: str |
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.peer_textbrewer", description=__doc__.split("\n\n")[0])
-    p.add_argument("teacher_run", help="a finished distill.teach SST-2 run with materials")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--output", help="write the results JSON here")
-    a = p.parse_args(argv)
+    a = config_from(PeerConfig, dataclass_parser(PeerConfig, "python -m benchmarks.peer_textbrewer", __doc__).parse_args(argv))
     try:
         import textbrewer  # noqa: F401
     except ImportError:
         print("error: the peer benchmark needs TextBrewer; pip install '.[peers]'", file=sys.stderr)
         return 2
-    res = run(a.teacher_run, a.epochs, a.batch_size, a.seed, a.output)
+    res = run(a)
     from rich.console import Console
     from rich.table import Table
 

@@ -13,9 +13,7 @@ examples/s, top-label agreement and the largest |logit difference| of the bf16 d
 
 from __future__ import annotations
 
-import argparse
 import json
-import dataclasses
 import platform
 import time
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cli import add_dataclass_args, field_docs, print_result, run_cli
+from distill.cli import config_from, dataclass_parser, field_docs, print_result, run_cli
 from distill.rundir import read_json, write_json
 
 
@@ -50,7 +48,7 @@ def cpu_bf16_instructions() -> list[str]:
 
 
 def _train(cfg: PrecisionConfig, precision: str, seed: int) -> dict:
-    from distill.teach import TeachConfig, run
+    from teachers.pipeline import TeachConfig, run
 
     out = Path(cfg.output_dir) / f"train-{precision}-s{seed}"
     if not (out / "metrics.json").is_file():
@@ -69,7 +67,7 @@ def _train(cfg: PrecisionConfig, precision: str, seed: int) -> dict:
 
 def _dump(cfg: PrecisionConfig, model_dir: Path, precision: str) -> tuple[dict, np.ndarray]:
     from distill.materials import load
-    from distill.teach import TeachConfig, run
+    from teachers.pipeline import TeachConfig, run
 
     out = Path(cfg.output_dir) / f"dump-{precision}"
     t = time.perf_counter()
@@ -119,10 +117,7 @@ def _cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     def body():
-        p = argparse.ArgumentParser(prog="python -m benchmarks.precision", description=__doc__.split("\n\n")[0])
-        add_dataclass_args(p, PrecisionConfig)
-        args = p.parse_args(argv)
-        cfg = PrecisionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PrecisionConfig)})
+        cfg = config_from(PrecisionConfig, dataclass_parser(PrecisionConfig, "python -m benchmarks.precision", __doc__).parse_args(argv))
         res = run(cfg)
         write_json(Path(cfg.output_dir) / "precision.json", res)
         print_result({k: v for k, v in res.items() if k not in ("trains", "dumps")})

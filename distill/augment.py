@@ -19,8 +19,6 @@ tasks perturb both sentences. Output: a TSV with the task's text column(s) as he
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distill.cli import add_dataclass_args, field_docs, print_result, run_cli
+from distill.cli import config_from, dataclass_parser, field_docs, print_result, run_cli
 from distill.errors import DistillInputError
 
 log = logging.getLogger(__name__)
@@ -186,12 +184,11 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.augment", description=__doc__.split("\n\n")[0])
-    add_dataclass_args(p, AugmentConfig)
+    p = dataclass_parser(AugmentConfig, "python -m distill.augment", __doc__)
 
     def body():
         a = p.parse_args(argv)
-        res = run(AugmentConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(AugmentConfig)}), show_progress=True)
+        res = run(config_from(AugmentConfig, a), show_progress=True)
         print_result(res)
 
     return run_cli(body)

@@ -17,24 +17,50 @@ from distill.errors import EXIT_BAD_INPUT, DistillInputError
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field (underscores become dashes); help is the field's doc."""
+    """One ``--flag`` per dataclass field (underscores become dashes); help is the field's doc. Fields
+    named in the class's ``__positional__`` are positional arguments; a field without a default is
+    a required flag."""
     hints = typing.get_type_hints(cls)
     docs = getattr(cls, "__field_docs__", {})
+    positional = getattr(cls, "__positional__", ())
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_ = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         origin, args = typing.get_origin(typ), typing.get_args(typ)
-        if typ is bool:
+        base = next((a for a in args if a is not type(None)), typ) if args and origin is not tuple else typ
+        doc = docs.get(f.name, "")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.name in positional:
+                parser.add_argument(f.name, type=base, help=doc.replace("%", "%%"))
+            else:
+                parser.add_argument("--" + f.name.replace("_", "-"), type=base, required=True, help=doc.replace("%", "%%"))
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_ = f"{doc} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        if f.name in positional:
+            parser.add_argument(f.name, nargs="*" if origin is tuple else "?", type=args[0] if origin is tuple else base,
+                                default=default, help=help_)
+        elif typ is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         elif origin is tuple:
             parser.add_argument(flag, nargs="*", default=default, type=args[0], help=help_)
         else:
-            base = next((a for a in args if a is not type(None)), typ) if args else typ
             parser.add_argument(flag, type=base, default=default, help=help_)
+
+
+def dataclass_parser(cls, prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a command whose flags are all fields of ``cls``; its description is the first
+    paragraph of the command module's docstring ``doc``."""
+    p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    add_dataclass_args(p, cls)
+    return p
+
+
+def config_from(cls, args: argparse.Namespace):
+    """``cls`` built from the parsed flags of ``add_dataclass_args``."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
 def print_result(obj) -> None:

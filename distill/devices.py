@@ -3,7 +3,7 @@ a multi-process job (torchrun for CPU/GPU, ``python -m distill.launch`` for TPU 
 specifics the student loop needs (fixed shape buckets, graph sync, compile count).
 
 The teacher goes through transformers' Trainer, which does device placement, DDP and the XLA
-optimiser step itself; only the hand-written student loop (see distill.distiller) uses the
+optimiser step itself; only the hand-written student loop (see students.loop) uses the
 process-group helpers here.
 """
 

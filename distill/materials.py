@@ -374,3 +374,62 @@ def load(run_dir: str | os.PathLike, split: str, *, task: str | None = None, tea
     if ids_sha256(mat.ids) != info["ids_sha256"]:
         raise DistillInputError(f"{folder}/examples.jsonl does not match its manifest; the materials are damaged, re-dump them")
     return mat
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """Hash of a saved model's weight files (safetensors shards), in name order: the teacher's identity
+    in a manifest, recomputed from the files whenever materials are used."""
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class TeacherRun:
+    """What a student needs from a teacher run: its manifest, task, model folder (tokenizer, weights
+    for initialisation) and the hash of those weights as computed from the files now."""
+
+    root: Path
+    manifest: dict
+    task: Task
+    model_dir: Path
+    weights_sha256: str
+
+
+def open_teacher_run(path: str, task: str | None) -> TeacherRun:
+    """The teacher run behind ``--materials PATH``, its weights checked against the manifest's hash."""
+    from distill.tasks import get_task
+
+    mat = materials_dir(path)
+    if not (mat / "manifest.json").is_file():
+        raise DistillInputError(f"--materials {path} holds no teaching materials (no manifest.json); "
+                                f"run python -m distill.teach first, or point at its run directory")
+    manifest = read_json(mat / "manifest.json")
+    if task is not None and manifest["task"] != task:
+        raise DistillInputError(f"--materials {path} holds materials for task {manifest['task']!r}, not --task {task!r}; "
+                                f"pass the teacher run of the right task")
+    root = mat.parent if mat.name == "materials" else mat
+    model_dir = root / "best"
+    if not (model_dir / "config.json").is_file():
+        raise DistillInputError(f"--materials {path}: the teacher's model folder {model_dir} is missing; "
+                                f"students need its tokenizer (re-run distill.teach --dump-only)")
+    sha = weights_sha256(model_dir)
+    if manifest["teacher"].get("weights_sha256") != sha:
+        raise DistillInputError(f"--materials {path}: the materials were dumped by a different teacher than {model_dir} "
+                                f"(weights {str(manifest['teacher'].get('weights_sha256'))[:12]}… vs {sha[:12]}…); "
+                                f"re-dump them with python -m distill.teach --output-dir {root} --dump-only")
+    return TeacherRun(root, manifest, get_task(manifest["task"]), model_dir, sha)
+
+
+def eval_materials(run_dir: str | Path):
+    """The teacher's materials for the task's evaluation split (dev) of a run: a student's come
+    from its teacher run, a teacher's from itself."""
+    from distill.rundir import resolve_run
+    from distill.tasks import get_task
+
+    run_dir = resolve_run(run_dir)
+    cfg = read_json(run_dir / "config.json")
+    task = get_task(cfg["task"])
+    return load(cfg.get("teacher_run") or run_dir, task.eval_splits[0], task=task.name)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from distill.errors import DistillInputError
+
 
 def file_mode() -> int:
     """The mode ``open()`` gives a new file: 0o666 less the umask (mkstemp's own 0o600 would hide
@@ -60,8 +62,6 @@ def load_weights(path: str | os.PathLike, fix: str = "re-create it, or point at 
     """A .safetensors file's tensors; a damaged or truncated file is one sentence naming it and ``fix``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from distill.errors import DistillInputError
 
     try:
         return load_file(path)
@@ -161,8 +161,6 @@ def run_lock(run_dir: str | os.PathLike, flag: str = "--output-dir"):
     ``with`` block: a second writer is refused at once with one sentence. The kernel drops the lock
     when the holder exits in any way (kill -9 included), so a dead holder never blocks a re-run.
     A folder this call created and nothing else wrote to is removed again on the way out."""
-    from distill.errors import DistillInputError
-
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     try:
@@ -186,3 +184,27 @@ def run_lock(run_dir: str | os.PathLike, flag: str = "--output-dir"):
             with contextlib.suppress(OSError):
                 shutil.rmtree(run_dir)
         os.close(fd)  # releases the lock
+
+
+def resolve_run(run_dir: str | Path) -> Path:
+    """The run directory that holds a model: ``run_dir`` itself, or for a ``--seeds`` run the seed
+    with the best dev metric."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise DistillInputError(f"{run_dir} has no config.json; pass a run directory written by distill.teach or distill.student")
+    cfg = read_json(cfg_path)
+    if cfg.get("kind") != "student-seeds":
+        return run_dir
+    seeds = sorted(run_dir.glob("seed-*/metrics.json"))
+    if not seeds:
+        raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
+    from distill.tasks import get_task
+
+    task = get_task(cfg["task"])
+
+    def score(f):  # the task metric on dev; the teacher agreement where dev has no gold (ranking by scores)
+        dev = read_json(f).get(task.eval_splits[0], {})
+        return dev.get(task.primary_metric, dev.get("teacher_agreement", float("-inf")))
+
+    return max(seeds, key=score).parent

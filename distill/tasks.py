@@ -106,7 +106,7 @@ def _jigsaw(name, loader, kind, labels, metrics, splits) -> Task:
                 loader=loader)
 
 
-# Jigsaw: the three Kaggle competitions (files and schemas in distill.jigsaw). Dev splits that Kaggle
+# Jigsaw: the three Kaggle competitions (files and schemas in distill.data.jigsaw). Dev splits that Kaggle
 # does not ship are held out of train (--valid-fraction / --folds).
 TASKS.update({
     t.name: t

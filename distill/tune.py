@@ -18,7 +18,6 @@ Writes RUN/config.json, RUN/trials/<n>/ (each trial's student run; only the best
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -28,8 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.cli import add_dataclass_args, field_docs, run_cli
+from distill.cli import config_from, dataclass_parser, field_docs, run_cli
 from distill.errors import DistillInputError
+from distill.resume import changed_settings, flags
 from distill.rundir import read_json, write_json, write_text
 
 log = logging.getLogger("distill.tune")  # the same name under python -m and in spawned workers
@@ -80,7 +80,7 @@ def search_space(arch: str, space_file: str = "") -> dict:
     """The arch's search space with the ``--space`` file's entries laid over it (a number or string
     fixes a setting; a dict replaces its range)."""
     from students import ARCHS, SEARCH_SPACES
-    from distill.student import StudentConfig
+    from students.train import StudentConfig
 
     space = {k: dict(v) for k, v in SEARCH_SPACES[arch].items()}
     if space_file:
@@ -140,7 +140,7 @@ def suggest(trial, space: dict) -> dict:
 def trial_config(cfg: TuneConfig, params: dict, out_dir: Path):
     """The StudentConfig a trial trains: the sampled settings on top of the student defaults."""
     from students import ARCHS
-    from distill.student import StudentConfig
+    from students.train import StudentConfig
 
     arch_fields = {f.name for f in dataclasses.fields(ARCHS[cfg.arch][0])}
     top = {k: v for k, v in params.items() if k not in arch_fields}
@@ -201,9 +201,9 @@ def _finished(study) -> int:
 def measure_latency(run_dir: Path, batch_size: int) -> float:
     """Median batch latency (ms) of a trained student on its dev texts, file order, dynamic padding —
     the benchmark harness's timing code on a short budget."""
-    from benchmarks.harness import Budget, dev_data, file_order_batches, time_batches
+    from distill.timing import Budget, dev_data, file_order_batches, time_batches
     from distill.inference import encode
-    from distill.predict import load_predictor
+    from students.predictor import load_predictor
 
     import torch
 
@@ -219,13 +219,13 @@ def measure_latency(run_dir: Path, batch_size: int) -> float:
     return time_batches(fn, batches, Budget(batch_sizes=(batch_size,), warmup=2, repeats=3, max_seconds=1.0))["p50_ms"]
 
 
-def objective_fn(cfg: TuneConfig, run_dir: Path, space: dict):
+def objective_fn(cfg: TuneConfig, run_dir: Path, space: dict):  # noqa: PLR0915 - the objective closure Optuna calls, read top to bottom
     """The objective a worker optimises: train one student with the sampled settings (epochs reported
     to the pruner), return its dev metric (and latency for pareto)."""
     import optuna
 
-    from distill.student import open_teacher_run
-    from distill.student import run as train_student
+    from distill.materials import open_teacher_run
+    from students.train import run as train_student
 
     teacher = open_teacher_run(cfg.materials, None)
     task = teacher.task
@@ -285,7 +285,7 @@ def _worker(cfg: TuneConfig, run_dir: str, threads: int, index: int = 0) -> None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not logging.getLogger().handlers:  # a spawned worker: the CLI's logging setup did not run here
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("distill.distiller").setLevel(logging.WARNING)
+        logging.getLogger("students.loop").setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     existing = len(open_study(cfg, run_dir).get_trials(deepcopy=False))
     study = open_study(cfg, run_dir, salt=1000 * index + existing)  # new draws per worker and per continuation
@@ -314,9 +314,8 @@ def _fail_stale_trials(study) -> int:
 
 def run(cfg: TuneConfig, *, show_progress: bool = False) -> dict:
     """Run (or continue) the study until it has ``cfg.trials`` finished trials; write the outputs."""
-    import optuna
 
-    from distill.student import open_teacher_run
+    from distill.materials import open_teacher_run
 
     cfg.validate()
     teacher = open_teacher_run(cfg.materials, None)
@@ -326,13 +325,12 @@ def run(cfg: TuneConfig, *, show_progress: bool = False) -> dict:
     saved = run_dir / "config.json"
     if saved.is_file():
         old = read_json(saved)
-        diff = [k for k in ("materials", "arch", "objective", "epochs", "study", "seed") if old.get(k) != getattr(cfg, k)]
+        diff = changed_settings(old, cfg, ("materials", "arch", "objective", "epochs", "study", "seed"), TuneConfig())
         if diff:
-            raise DistillInputError(f"--output-dir {run_dir} holds a study run with other {', '.join('--' + k.replace('_', '-') for k in diff)}; "
+            raise DistillInputError(f"--output-dir {run_dir} holds a study run with other {flags(diff)}; "
                                     f"repeat its flags to continue it or choose a new --output-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(saved, {"kind": "tune", **dataclasses.asdict(cfg), "task": teacher.task.name, "search_space": space})
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(cfg, run_dir)
     if not cfg.storage and (n := _fail_stale_trials(study)):
         log.warning("%d trial(s) left running by a killed run were marked failed; their numbers are not reused", n)
@@ -471,16 +469,15 @@ def print_summary(summary: dict) -> None:
     console.print(f"best trial {b['number']}: {b['values']} -> best.json (python -m distill.student --config best.json)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill.tune", description=__doc__.split("\n\n")[0])
-    add_dataclass_args(p, TuneConfig)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     def body():
-        args = build_parser().parse_args(argv)
-        cfg = TuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TuneConfig)})
+        import optuna
+        from transformers.utils import logging as hf_logging
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from our own log
+        hf_logging.set_verbosity_error()
+        args = dataclass_parser(TuneConfig, "python -m distill.tune", __doc__).parse_args(argv)
+        cfg = config_from(TuneConfig, args)
         res = run(cfg, show_progress=True)
         print_summary(read_json(Path(res["run_dir"]) / "summary.json"))
 

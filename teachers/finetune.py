@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +19,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from distill import losses
 from distill import metrics as task_metrics
+from distill.resume import last_complete_checkpoint
 from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
 from distill.tasks import Task
 
 log = logging.getLogger(__name__)
-
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
-# Trainer writes these last; a checkpoint without them was cut off by a crash mid-save.
-_CKPT_COMPLETE = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint that was written to the end; half-written ones are deleted."""
-    if not folder.is_dir():
-        return None
-    ckpts = sorted((p for p in folder.iterdir() if _CKPT.match(p.name)), key=lambda p: int(_CKPT.match(p.name)[1]))
-    while ckpts and not all((ckpts[-1] / f).is_file() for f in _CKPT_COMPLETE):
-        log.warning("removing incomplete checkpoint %s (the run was killed while saving it)", ckpts[-1])
-        shutil.rmtree(ckpts.pop())
-    return ckpts[-1] if ckpts else None
-
 
 class KeepBest(TrainerCallback):
     """After each evaluation: save the model to ``best_dir`` if the metric improved; stop after
@@ -214,66 +197,13 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
     ``train_gold`` is the labels, or for ranking the annotator pairs [P, 2] (rows less, more)."""
     ckpt_dir = run_dir / "checkpoints"
     eval_split = task.eval_splits[0]
-    ranking = task.kind == "ranking"
-    if ranking:
-        train_ds = _pair_dataset(train_enc, train_gold)
-        eval_ds = {split: _ranking_eval_dataset(enc) for split, (enc, _) in evals.items()}
-        dev_pairs = evals[eval_split][1]
-
-        def compute_metrics(p):  # scores back in row order (labels hold the rows), then the pair metric
-            scores = np.zeros(len(p.label_ids), dtype=np.float64)
-            scores[np.asarray(p.label_ids).astype(np.int64)] = np.asarray(p.predictions).reshape(-1)
-            return task_metrics.compute(task, scores[:, None], dev_pairs)
-    else:
-        if task.kind == "multilabel":
-            train_gold = train_gold.astype(np.float32)  # BCE targets
-        train_ds = _dataset(train_enc, train_gold)
-        eval_ds = {split: _dataset(enc, labels) for split, (enc, labels) in evals.items()}
-
-        def compute_metrics(p):
-            return task_metrics.compute(task, p.predictions, p.label_ids)
-    from distill.devices import scaled_lr, world
-
+    if task.kind == "multilabel":
+        train_gold = train_gold.astype(np.float32)  # BCE targets
+    train_ds, eval_ds, compute_metrics = _datasets(task, train_enc, train_gold, evals)
     xla = cfg.device == "xla"
-    # per_device_train_batch_size is per process: N processes step on N x --batch-size examples
-    steps_per_epoch = math.ceil(len(train_gold) / (cfg.batch_size * cfg.grad_accum * world().size))
-    eval_steps = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=scaled_lr(cfg.lr, cfg.scale_lr),  # --scale-lr: x processes (linear scaling rule)
-        weight_decay=cfg.weight_decay,  # Trainer leaves biases and LayerNorm undecayed
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of all steps
-        lr_scheduler_type="linear",
-        max_grad_norm=cfg.max_grad_norm,
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,  # the newest complete checkpoint survives a kill during the next save
-        logging_steps=cfg.log_every,
-        report_to="none",
-        seed=cfg.seed,
-        bf16=cfg.precision == "bf16",
-        fp16=cfg.precision == "fp16",
-        use_cpu=cfg.device == "cpu",  # cuda and xla: Trainer/accelerate place the model and wrap DDP/XLA
-        # Our losses (and BERT's classification CE) are per-batch means that ignore num_items_in_batch;
-        # left on, Trainer multiplies them by the number of processes, so DDP's gradient average and
-        # the logged loss come out N times too large.
-        average_tokens_across_devices=False,
-        train_sampling_strategy="group_by_length",  # batches of similar length: less padding
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        remove_unused_columns=not ranking,  # the pair columns are ours, not the model's forward arguments
-        # XLA: the fused AdamW default has no XLA kernel; torch-xla's syncfree AdamW is its own
-        **({"optim": "adamw_torch_xla"} if xla else {}),
-    )
     trainer = DistillTrainer(
         model=model,
-        args=args,
+        args=training_arguments(cfg, task, len(train_gold), ckpt_dir),
         task=task,
         label_smoothing=cfg.label_smoothing,
         aux_weight=cfg.aux_weight,
@@ -306,3 +236,61 @@ def finetune(model, tokenizer, task: Task, train_enc, train_gold: np.ndarray, ev
 
             log.debug("XLA metrics after training:\n%s", met.short_metrics_report())
     return summary
+
+
+def _datasets(task: Task, train_enc, train_gold: np.ndarray, evals: dict):
+    """(train dataset, {split: eval dataset}, compute_metrics) for Trainer; ranking trains on pairs."""
+    if task.kind == "ranking":
+        dev_pairs = evals[task.eval_splits[0]][1]
+
+        def ranking_metrics(p):  # scores back in row order (labels hold the rows), then the pair metric
+            scores = np.zeros(len(p.label_ids), dtype=np.float64)
+            scores[np.asarray(p.label_ids).astype(np.int64)] = np.asarray(p.predictions).reshape(-1)
+            return task_metrics.compute(task, scores[:, None], dev_pairs)
+
+        return (_pair_dataset(train_enc, train_gold), {s: _ranking_eval_dataset(enc) for s, (enc, _) in evals.items()},
+                ranking_metrics)
+    return (_dataset(train_enc, train_gold), {s: _dataset(enc, labels) for s, (enc, labels) in evals.items()},
+            lambda p: task_metrics.compute(task, p.predictions, p.label_ids))
+
+
+def training_arguments(cfg, task: Task, n_train: int, ckpt_dir: Path) -> TrainingArguments:
+    """Trainer's settings for a teacher run (``TeachConfig``) of ``n_train`` training rows."""
+    from distill.devices import scaled_lr, world
+
+    xla = cfg.device == "xla"
+    # per_device_train_batch_size is per process: N processes step on N x --batch-size examples
+    steps_per_epoch = math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world().size))
+    return TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=scaled_lr(cfg.lr, cfg.scale_lr),  # --scale-lr: x processes (linear scaling rule)
+        weight_decay=cfg.weight_decay,  # Trainer leaves biases and LayerNorm undecayed
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of all steps
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg.max_grad_norm,
+        eval_strategy="steps",
+        eval_steps=max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch)),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,  # the newest complete checkpoint survives a kill during the next save
+        logging_steps=cfg.log_every,
+        report_to="none",
+        seed=cfg.seed,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        use_cpu=cfg.device == "cpu",  # cuda and xla: Trainer/accelerate place the model and wrap DDP/XLA
+        # Our losses (and BERT's classification CE) are per-batch means that ignore num_items_in_batch;
+        # left on, Trainer multiplies them by the number of processes, so DDP's gradient average and
+        # the logged loss come out N times too large.
+        average_tokens_across_devices=False,
+        train_sampling_strategy="group_by_length",  # batches of similar length: less padding
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=task.kind != "ranking",  # the pair columns are ours, not the model's forward arguments
+        # XLA: the fused AdamW default has no XLA kernel; torch-xla's syncfree AdamW is its own
+        **({"optim": "adamw_torch_xla"} if xla else {}),
+    )

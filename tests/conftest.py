@@ -107,7 +107,7 @@ def glue_dir(tmp_path_factory) -> Path:
 
 
 def teach_cfg(**kw):
-    from distill.teach import TeachConfig
+    from teachers.pipeline import TeachConfig
 
     base = dict(task="sst2", epochs=4, lr=3e-3, batch_size=16, eval_batch_size=32, max_length=32, seed=0,
                 save_steps=10, log_every=5, patience=0, device="cpu")
@@ -118,7 +118,7 @@ def teach_cfg(**kw):
 @pytest.fixture(scope="session")
 def sst2_run(tmp_path_factory, tiny_bert, glue_dir) -> dict:
     """One finished tiny teacher run on the tiny SST-2, shared by read-only tests."""
-    from distill.teach import run
+    from teachers.pipeline import run
 
     out = tmp_path_factory.mktemp("runs") / "sst2"
     return run(teach_cfg(teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))
@@ -127,7 +127,7 @@ def sst2_run(tmp_path_factory, tiny_bert, glue_dir) -> dict:
 @pytest.fixture(scope="session")
 def mrpc_run(tmp_path_factory, tiny_bert, glue_dir) -> dict:
     """A finished tiny teacher run on the tiny MRPC (sentence pairs)."""
-    from distill.teach import run
+    from teachers.pipeline import run
 
     out = tmp_path_factory.mktemp("runs") / "mrpc"
     return run(teach_cfg(task="mrpc", teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out)))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks.harness import Budget
+from distill.timing import Budget
 from benchmarks.report import pareto_front
-from distill.student import StudentConfig
-from distill.student import run as student
+from students.train import StudentConfig
+from students.train import run as student
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("matplotlib")
@@ -132,7 +132,7 @@ def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
     from distill.tasks import get_task
 
     run_dir = sst2_run["run_dir"]
-    res = dump_speed.run(run_dir, None, "dev", 24, 8, 1)
+    res = dump_speed.run(dump_speed.DumpSpeedConfig(run_dir, split="dev", limit=24, batch_size=8, repeats=1))
     assert res["n"] == 24 and res["pipeline_top_label_agreement"] == 1.0 and not res["random_weights"]
 
     tok = AutoTokenizer.from_pretrained(f"{run_dir}/best")
@@ -150,7 +150,8 @@ def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
     assert [max(lib[r] for lib in by_lib.values()) for r in range(1)] == res["matmul_peaks_gflops"]
     assert res["prepacked_linears"] >= 12 and res["batch_tokens"] == 1024
     # a token budget: batches of at most 40 padded tokens, FLOPs counted over those batches
-    small = dump_speed.run(run_dir, None, "dev", 24, 8, 1, batch_tokens=40, prepack=False)
+    small = dump_speed.run(dump_speed.DumpSpeedConfig(run_dir, split="dev", limit=24, batch_size=8, repeats=1, batch_tokens=40,
+                                                     prepack=False))
     shapes = [(len(b), int(enc.lengths[b].max())) for b in length_sorted_batches(enc.lengths, 8, 40)]
     assert small["batches"] == len(shapes) > res["batches"] == 3 and small["prepacked_linears"] == 0
     assert all(b * l <= 40 or b == 1 for b, l in shapes)
@@ -158,7 +159,7 @@ def test_dump_speed_counts_flops_and_matches_pipeline(sst2_run, monkeypatch):
 
     monkeypatch.setitem(dump_speed.ARCHS, "tiny", dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                                        intermediate_size=16))
-    swapped = dump_speed.run(run_dir, None, "dev", 24, 8, 1, arch="tiny")
+    swapped = dump_speed.run(dump_speed.DumpSpeedConfig(run_dir, split="dev", limit=24, batch_size=8, repeats=1, arch="tiny"))
     assert swapped["random_weights"] and swapped["arch"] == "tiny" and swapped["params"] < res["params"]
     assert swapped["pipeline_top_label_agreement"] == 1.0 and swapped["model_gflop"] < res["model_gflop"]
     base = dump_speed.random_bert("bert-base", tok, AutoModelForSequenceClassification.from_pretrained(f"{run_dir}/best"))

@@ -26,7 +26,7 @@ def _manifest(run_dir) -> dict:
 @pytest.fixture(scope="module")
 def limited_run(tmp_path_factory, tiny_bert, glue_dir) -> Path:
     """A teacher trained on the first 60 of 160 train rows."""
-    from distill.teach import run
+    from teachers.pipeline import run
 
     out = tmp_path_factory.mktemp("faults") / "limited"
     run(teach_cfg(teacher=str(tiny_bert), data_dir=str(glue_dir), output_dir=str(out), epochs=1, max_train_samples=60))
@@ -285,7 +285,7 @@ def test_one_class_teacher_is_warned_about(caplog):
     import logging
 
     from distill.tasks import get_task
-    from distill.teach import _warn_if_one_class
+    from teachers.pipeline import _warn_if_one_class
 
     events = []
     jlog = lambda event, **kw: events.append((event, kw))  # noqa: E731

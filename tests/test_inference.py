@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill.inference import PrepackedLinear, length_sorted_batches, prepack_linears
+from distill.inference import length_sorted_batches
+from teachers.dump import PrepackedLinear, prepack_linears
 
 
 def test_token_budget_batches():
@@ -43,7 +44,7 @@ def test_prepacked_linear_fused_gelu_is_exact():
     only the exact (erf) GELU is fused, so a tanh-GELU or Python-GELU model keeps its activation."""
     from transformers.activations import ACT2FN
 
-    from distill.inference import _is_exact_gelu
+    from teachers.dump import _is_exact_gelu
 
     assert _is_exact_gelu(ACT2FN["gelu"]) and _is_exact_gelu(torch.nn.GELU())
     assert not any(_is_exact_gelu(a) for a in (ACT2FN["gelu_python"], ACT2FN["gelu_pytorch_tanh"], ACT2FN["gelu_new"],

@@ -130,7 +130,7 @@ def test_mpnet_alias_without_parts_is_one_sentence(monkeypatch, tmp_path):
 
 
 def test_default_lr_follows_the_teacher():
-    from distill.teach import TeachConfig
+    from teachers.pipeline import TeachConfig
 
     assert TeachConfig(teacher="mpnet", device="cpu").resolved().lr == 2e-5
     assert TeachConfig(teacher="all-mpnet-base-v2", device="cpu").resolved().lr == 2e-5
@@ -205,7 +205,8 @@ def test_mpnet_mean_pooling_feeds_its_head(tiny_mpnet, tmp_path):
 def test_mpnet_speed_paths_equal_eager(tiny_mpnet):
     """Prepacked linears (the FFN's erf GELU fused), worker threads and token budgets give eager's
     logits and pooled vectors on MPNet; its relative-position bias is left as it was."""
-    from distill.inference import Encoded, PrepackedLinear, predict_arrays, prepack_linears
+    from distill.inference import Encoded, predict_arrays
+    from teachers.dump import PrepackedLinear, prepack_linears
     from distill.tasks import get_task
     from teachers.hf import HFTeacher, load_teacher
 
@@ -237,9 +238,9 @@ def test_mpnet_teacher_run_dump_export_and_student(tiny_mpnet, glue_dir, tmp_pat
     names, and (where ONNX Runtime is installed) the exported graph reproduces eager logits."""
     from conftest import teach_cfg
     from distill.materials import load as load_materials
-    from distill.student import StudentConfig
-    from distill.student import run as student
-    from distill.teach import run
+    from students.train import StudentConfig
+    from students.train import run as student
+    from teachers.pipeline import run
 
     res = run(teach_cfg(teacher=str(tiny_mpnet), data_dir=str(glue_dir), output_dir=str(tmp_path / "t"), epochs=2))
     run_dir = Path(res["run_dir"])
@@ -252,8 +253,22 @@ def test_mpnet_teacher_run_dump_export_and_student(tiny_mpnet, glue_dir, tmp_pat
 
     out = student(StudentConfig(arch="transformer", materials=str(run_dir), output_dir=str(tmp_path / "s"), epochs=1,
                                 batch_size=16, save_steps=0, device="cpu", options={"layers": 1}))
-    assert 0.0 <= out["metrics"]["dev"]["accuracy"] <= 1.0
-    assert out["metrics"]["params"] > 0
+    # the student's dev figures recomputed from its own predictions (distill.predict) with scikit-learn
+    from sklearn.metrics import accuracy_score
+
+    from distill.predict import PredictConfig
+    from distill.predict import run as predict
+
+    dev = load_materials(run_dir, "dev")
+    tsv = tmp_path / "dev.tsv"
+    tsv.write_text("sentence\n" + "".join(f"{t}\n" for t in dev.text_a))
+    pred = predict(PredictConfig(out["run_dir"], str(tsv)))["logits"].argmax(-1)
+    assert accuracy_score(dev.labels, pred) == pytest.approx(out["metrics"]["dev"]["accuracy"])
+    assert accuracy_score(dev.logits.argmax(-1), pred) == pytest.approx(out["metrics"]["dev"]["teacher_agreement"])
+    from safetensors.numpy import load_file
+
+    weights = load_file(Path(out["run_dir"]) / "model" / "model.safetensors")
+    assert out["metrics"]["params"] == sum(w.size for w in weights.values())
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from distill import materials
-from distill.teach import TeachConfig, run
+from teachers.pipeline import TeachConfig, run
 
 GLUE = SHARED_DATA / "glue_data"
 pytestmark = pytest.mark.skipif(not (GLUE / "SST-2" / "dev.tsv").is_file(), reason="../shared/data not present")
@@ -33,8 +33,8 @@ def test_minilm_learns_sst2_slice(minilm_run):
 
 def test_cnn_student_from_real_minilm(minilm_run, tmp_path):
     """A TextCNN distilled from the real teacher's materials for the same 1,024 sentences."""
-    from distill.student import StudentConfig
-    from distill.student import run as student
+    from students.train import StudentConfig
+    from students.train import run as student
 
     res = student(StudentConfig(arch="cnn", materials=minilm_run["run_dir"], output_dir=str(tmp_path / "cnn"),
                                 epochs=4, device="cpu", save_steps=0))

@@ -12,7 +12,8 @@ from distill import materials
 from distill.errors import DistillInputError
 from distill.predict import PredictConfig
 from distill.predict import run as predict
-from distill.student import StudentConfig, command_line, config_from_args, main, run
+from distill.student import main
+from students.train import StudentConfig, command_line, config_from_args, run
 
 
 def student_cfg(mat, out, **kw):
@@ -165,8 +166,8 @@ def _texts(tmp_path):
 # argv[2] optimiser steps: no Python unwinding, no finally blocks, the run lock dropped by the kernel.
 _SIGKILLED_RUN = """
 import contextlib, json, os, signal, sys
-import distill.distiller as d
-from distill.student import StudentConfig, run
+import students.train as d
+from students.train import StudentConfig, run
 
 steps = int(sys.argv[2])
 
@@ -288,12 +289,13 @@ def test_resume_from_the_command_line_needs_only_the_run(sst2_run, tmp_path):
 def test_transfer_split_adds_teacher_only_rows(sst2_run, tmp_path):
     """--transfer-split: unlabelled rows the teacher labelled join train with the teacher term only;
     rows that repeat a train/dev text are dropped (no held-out text leaks in as input)."""
-    from distill.distiller import add_transfer
-    from distill.student import open_teacher_run, split_data, teacher_tokenizer, with_transfer
+    from students.loop import add_transfer
+    from distill.materials import open_teacher_run
+    from students.train import split_data, teacher_tokenizer, with_transfer
     import shutil
 
-    from distill.teach import TeachConfig
-    from distill.teach import run as teach
+    from teachers.pipeline import TeachConfig
+    from teachers.pipeline import run as teach
 
     root = tmp_path / "teacher"
     shutil.copytree(sst2_run["run_dir"], root)  # the session's teacher run stays as it is

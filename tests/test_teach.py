@@ -14,7 +14,8 @@ from distill import materials
 from distill.errors import DistillInputError
 from distill.predict import PredictConfig
 from distill.predict import run as predict
-from distill.teach import TeachConfig, main, run
+from distill.teach import main
+from teachers.pipeline import TeachConfig, run
 
 
 def test_run_directory_contract(sst2_run):
@@ -199,10 +200,10 @@ def test_extra_split_streams_in_shards_and_resumes(sst2_run, tmp_path, monkeypat
     import shutil
 
     from distill import materials
-    from distill import materials as mat_mod
     from distill.data import read_text_file
-    from distill.teach import TeachConfig
-    from distill.teach import run as teach
+    from teachers import dump as mat_mod  # the dump's own reference to materials.write_shard
+    from teachers.pipeline import TeachConfig
+    from teachers.pipeline import run as teach
 
     extra = tmp_path / "more.txt"
     extra.write_text("\n".join(f"sentence number {i} is {'great' if i % 2 else 'awful'}" for i in range(50)) + "\n")

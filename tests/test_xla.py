@@ -25,7 +25,7 @@ os.environ.setdefault("PJRT_DEVICE", "CPU")
 def runs(tmp_path_factory, nodrop_bert, glue_dir):
     """The tiny teacher trained on the tiny SST-2 on XLA (here) and on the CPU (a subprocess: this
     process loaded transformers with XLA on) with the same seed."""
-    from distill.teach import run
+    from teachers.pipeline import run
 
     root = tmp_path_factory.mktemp("xla")
     kw = dict(teacher=str(nodrop_bert), data_dir=str(glue_dir), epochs=4, splits=("train", "dev"))
@@ -44,7 +44,7 @@ def runs(tmp_path_factory, nodrop_bert, glue_dir):
 
 def test_cpu_device_refused_once_transformers_runs_on_xla(tiny_bert, glue_dir, tmp_path, monkeypatch):
     from distill.errors import DistillInputError
-    from distill.teach import run
+    from teachers.pipeline import run
 
     monkeypatch.delenv("USE_TORCH_XLA", raising=False)
     with pytest.raises(DistillInputError, match="USE_TORCH_XLA=0"):
@@ -86,7 +86,7 @@ def test_teacher_trains_on_xla_like_on_cpu(runs):
 
 
 def test_student_trains_on_xla_like_on_cpu(runs, tmp_path):
-    from distill.student import StudentConfig, run
+    from students.train import StudentConfig, run
 
     out = {}
     for dev in ("xla", "cpu"):

@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.data.examples import Examples, open_text
+from distill.data.holdout import Holdout, connected_groups
 from distill.errors import DistillInputError
+from distill.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -38,81 +41,6 @@ KAGGLE = {
 }
 
 
-@dataclass(frozen=True)
-class Holdout:
-    """How a task without a dev file of its own carves one out of train: a seeded fraction, or
-    fold ``fold`` of ``folds`` (k-fold), stratified by "any positive label" so rare positives
-    land on both sides."""
-
-    valid_fraction: float = 0.1  # share of train rows that become dev
-    folds: int = 0  # k-fold instead of a fraction: dev = fold ``fold`` of ``folds`` (0 = off)
-    fold: int = 0  # which fold is dev (0-based)
-    seed: int = 42  # fixed, so every teacher/student of a study sees the same split
-
-    def validate(self) -> None:
-        if self.folds:
-            if self.folds < 2 or not 0 <= self.fold < self.folds:
-                raise DistillInputError(f"--folds {self.folds} --fold {self.fold}: need folds >= 2 and 0 <= fold < folds")
-        elif not 0 < self.valid_fraction < 1:
-            raise DistillInputError(f"--valid-fraction {self.valid_fraction} must be in (0, 1)")
-
-    def dev_mask(self, n: int, strata: np.ndarray | None = None) -> np.ndarray:
-        """[n] bool, True for dev rows: a pure function of (n, strata, this holdout)."""
-        rng = np.random.default_rng(self.seed)
-        strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
-        mask = np.zeros(n, dtype=bool)
-        for s in np.unique(strata):
-            rows = np.flatnonzero(strata == s)
-            rows = rows[rng.permutation(len(rows))]
-            if self.folds:
-                mask[rows[np.arange(len(rows)) % self.folds == self.fold]] = True
-            else:
-                mask[rows[: int(round(self.valid_fraction * len(rows)))]] = True
-        return mask
-
-
-    def dev_groups(self, groups: np.ndarray) -> np.ndarray:
-        """[n] bool dev mask that keeps each group whole: groups in a seeded random order go to dev
-        until it holds ``valid_fraction`` of the rows (k-fold: each group to the fold with the
-        fewest rows so far)."""
-        groups = np.asarray(groups)
-        names, sizes = np.unique(groups, return_counts=True)
-        order = np.random.default_rng(self.seed).permutation(len(names))
-        chosen = set()
-        if self.folds:
-            load = np.zeros(self.folds, dtype=np.int64)
-            for g in order:
-                k = int(load.argmin())
-                load[k] += sizes[g]
-                if k == self.fold:
-                    chosen.add(names[g])
-        else:
-            target, n = self.valid_fraction * len(groups), 0
-            for g in order:
-                if n >= target:
-                    break
-                chosen.add(names[g])
-                n += sizes[g]
-        return np.isin(groups, list(chosen))
-
-
-def connected_groups(n: int, edges: list[tuple[int, int]]) -> np.ndarray:
-    """Component id per node of an undirected graph (union-find): comments linked by annotator pairs."""
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[ra] = rb
-    return np.array([find(i) for i in range(n)])
-
-
 # ---------------------------------------------------------------------------------------- csv
 
 
@@ -120,8 +48,6 @@ def read_csv(path: Path, required: tuple[str, ...], what: str) -> tuple[list[str
     """(header, rows) of a Kaggle CSV, refusing a missing file, missing columns or ragged rows."""
     if not path.is_file():
         raise DistillInputError(f"{path} not found; {what}")
-    from distill.data import open_text  # distill.data imports this module
-
     with open_text(path) as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
@@ -208,8 +134,6 @@ def _find_2018(root: Path) -> tuple[str, Path]:
 
 
 def _has_columns(path: Path, cols) -> bool:
-    from distill.data import open_text  # distill.data imports this module
-
     with open_text(path) as fh:
         header = [h.strip() for h in next(csv.reader(fh), [])]
     return all(c in header for c in cols)
@@ -376,3 +300,20 @@ def read_2020(split: str, root: Path, holdout: Holdout, skip_bad_rows: bool = Fa
 
 
 READERS = {"jigsaw2018": read_2018, "jigsaw2022": read_2022, "jigsaw2020": read_2020}
+
+
+def load_jigsaw(task: Task, split: str, data_dir, skip_bad_rows: bool, holdout: Holdout) -> Examples:
+    """A Jigsaw split from Kaggle's files (``READERS``), its dev carved out by ``holdout`` where Kaggle has none."""
+    holdout.validate()
+    if data_dir is None:
+        raise DistillInputError(f"{task.name} reads Kaggle's files: pass --data-dir with the competition data "
+                                f"(download it from {KAGGLE[task.loader]}); there is no Hub copy to fall back to")
+    root = Path(data_dir)
+    if not root.exists():
+        raise DistillInputError(f"--data-dir {root} does not exist; point it at the {task.name} files from {KAGGLE[task.loader]}")
+    r = READERS[task.loader](split, root, holdout, skip_bad_rows)
+    if not r.ids:
+        raise DistillInputError(f"{r.source}: split {split} of {task.name} is empty; check the file or --valid-fraction")
+    if len(set(r.ids)) != len(r.ids):
+        raise DistillInputError(f"{r.source} has duplicate ids in split {split}; use the original Kaggle file")
+    return Examples(r.ids, r.texts, None, r.labels, r.source, r.pairs, r.groups)

@@ -1,0 +1,118 @@
+"""Where a run continues after a crash or kill -9 (``--resume``), for every kind of run:
+
+* the settings check: a resumed run must keep the settings that shape its result
+  (``changed_settings``; a setting newer than the run counts as its default);
+* teachers: transformers' Trainer checkpoints in RUN/checkpoints/, the newest complete one
+  (``last_complete_checkpoint``), with RUN/best kept by ``teachers.finetune.KeepBest``;
+* students: RUN/checkpoint/, written atomically every ``--save-steps`` and at each epoch end by
+  ``Checkpointer`` (weights, optimiser and scheduler states, RNG, the loop's own state), so the
+  resumed run replays the remaining steps exactly;
+* dumps: ``--extra`` files in finished shards (``teachers.dump.dump_extra``); the other splits are
+  re-dumped whole;
+* the run directory itself: one writer at a time (``distill.rundir.run_lock``), every file written
+  atomically (``distill.rundir``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.errors import DistillInputError
+from distill.rundir import atomic_dir, load_weights, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def changed_settings(saved: dict, cfg, keys: tuple[str, ...], defaults) -> list[str]:
+    """The ``keys`` whose value in ``cfg`` differs from the run's saved config (a key the saved config
+    lacks counts as its value in ``defaults``, the config class's defaults); values compared as JSON."""
+    return [k for k in keys if saved.get(k, _json(getattr(defaults, k))) != _json(getattr(cfg, k))]
+
+
+def resumed_config(run_dir: Path, cfg, keys: tuple[str, ...], defaults, what: str = "run") -> dict:
+    """The saved config.json of the run ``--resume`` continues, refused with one sentence when there is
+    none or when ``cfg`` changes one of ``keys``."""
+    cfg_file = run_dir / "config.json"
+    if not cfg_file.is_file():
+        raise DistillInputError(f"--resume: {run_dir} holds no {what} (no config.json); drop --resume to start one")
+    saved = read_json(cfg_file)
+    diff = changed_settings(saved, cfg, keys, defaults)
+    if diff:
+        raise DistillInputError(f"--resume: {run_dir} was started with other {flags(diff)}; "
+                                f"repeat the original flags or use a new --output-dir")
+    return saved
+
+
+def _json(value):
+    return json.loads(json.dumps(value))  # tuples become lists, as in the saved config
+
+
+def flags(keys: list[str]) -> str:
+    return ", ".join("--" + k.replace("_", "-") for k in keys)
+
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+# Trainer writes these last; a checkpoint without them was cut off by a crash mid-save.
+_CKPT_COMPLETE = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that was written to the end; half-written ones are deleted."""
+    if not folder.is_dir():
+        return None
+    ckpts = sorted((p for p in folder.iterdir() if _CKPT.match(p.name)), key=lambda p: int(_CKPT.match(p.name)[1]))
+    while ckpts and not all((ckpts[-1] / f).is_file() for f in _CKPT_COMPLETE):
+        log.warning("removing incomplete checkpoint %s (the run was killed while saving it)", ckpts[-1])
+        shutil.rmtree(ckpts.pop())
+    return ckpts[-1] if ckpts else None
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict as contiguous CPU tensors (what safetensors writes)."""
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+class Checkpointer:
+    """``run_dir/checkpoint``: model, projector, optimiser and scheduler states, the torch RNG and the
+    loop's own state, written atomically (a folder without state.json is incomplete) so ``--resume``
+    replays the run exactly."""
+
+    def __init__(self, folder: Path, model: nn.Module, projector: nn.Module | None, optimizers: list, schedulers: list):
+        self.folder, self.model, self.projector = folder, model, projector
+        self.optimizers, self.schedulers = optimizers, schedulers
+
+    def save(self, state: dict) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_dir(self.folder) as tmp:
+            save_file(cpu_state(self.model), tmp / "model.safetensors")
+            if self.projector is not None:
+                save_file(cpu_state(self.projector), tmp / "projector.safetensors")
+            torch.save({"optimizers": [o.state_dict() for o in self.optimizers],
+                        "schedulers": [s.state_dict() for s in self.schedulers], "rng": torch.get_rng_state()},
+                       tmp / "optim.pt")
+            write_json(tmp / "state.json", state)  # the last file: its presence marks the checkpoint complete
+
+    def load(self) -> dict | None:
+        """The saved loop state with every module restored, or None when there is no complete checkpoint."""
+        folder = self.folder
+        if not (folder / "state.json").is_file():
+            return None
+        fix = f"remove {folder} to resume from the epoch before it, or start over with --overwrite"
+        self.model.load_state_dict(load_weights(folder / "model.safetensors", fix))
+        if self.projector is not None:
+            self.projector.load_state_dict(load_weights(folder / "projector.safetensors", fix))
+        blob = torch.load(folder / "optim.pt", weights_only=True)
+        for o, sd in zip(self.optimizers, blob["optimizers"]):
+            o.load_state_dict(sd)
+        for s, sd in zip(self.schedulers, blob["schedulers"]):
+            s.load_state_dict(sd)
+        torch.set_rng_state(blob["rng"])
+        return read_json(folder / "state.json")
