@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import logging
-import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -178,11 +177,9 @@ _RESUME_KEYS = ("task", "teacher", "pooling", "data_dir", "epochs", "lr", "batch
 
 
 def _seed_everything(seed: int) -> None:
-    import torch
+    from transformers import set_seed
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    set_seed(seed)  # random, numpy and torch: the draws the hand-written seeding made (tests/test_equivalence.py)
 
 
 def tokenizer_info(tokenizer, name: str) -> dict:

@@ -1,9 +1,25 @@
 """Hand-written code against the library that could replace it: where they agree the library is used,
 where they differ the test says how (and the code says why it keeps its own)."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
+
+
+def test_transformers_set_seed_draws_as_the_hand_written_seeding():
+    from transformers import set_seed
+
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    random.seed(7)
+    np.random.seed(7)
+    torch.manual_seed(7)
+    by_hand = draws()
+    set_seed(7)
+    assert draws() == by_hand
 
 
 @pytest.mark.parametrize("total,ratio", [(100, 0.0), (37, 0.0), (100, 0.1), (50, 0.06)])
