@@ -63,6 +63,14 @@ def config_from(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
+def quiet_transformers() -> None:
+    """transformers' warnings and weight-loading bars off (ours are in distill.progress), through the
+    environment, so this does not import transformers: ``distill.devices.keep_libraries_off_xla``
+    must run before it loads."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def print_result(obj) -> None:
     """A command's result as JSON on stdout (progress, tables and warnings go to stderr), for pipes."""
     import json

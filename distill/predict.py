@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cli import config_from, dataclass_parser, field_docs, run_cli
+from distill.cli import config_from, dataclass_parser, field_docs, quiet_transformers, run_cli
 from distill.data import read_text_file
 from distill.errors import DistillInputError
 from distill.rundir import write_text
@@ -72,13 +72,10 @@ def run(cfg: PredictConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_transformers()
     p = dataclass_parser(PredictConfig, "python -m distill.predict", __doc__)
 
     def body():
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
         a = p.parse_args(argv)
         res = run(config_from(PredictConfig, a))
         if a.output:

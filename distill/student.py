@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import sys
 
-from distill.cli import print_result, run_cli
+from distill.cli import print_result, quiet_transformers, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
-    def body():
-        from transformers.utils import logging as hf_logging
+    quiet_transformers()
 
+    def body():
         from students.train import config_from_args, run
 
-        hf_logging.set_verbosity_error()
         cfg = config_from_args(argv)
         result = run(cfg, show_progress=True)
         print_result({"run_dir": result["run_dir"], "metrics": result["metrics"]})

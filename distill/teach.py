@@ -15,17 +15,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from distill.cli import config_from, dataclass_parser, given_fields, print_result, run_cli
+from distill.cli import config_from, dataclass_parser, given_fields, print_result, quiet_transformers, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    def body():
-        from transformers.utils import logging as hf_logging
+    quiet_transformers()
 
+    def body():
         from teachers.pipeline import TeachConfig, run
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # weight load/save bars; ours are in distill.progress
         args = dataclass_parser(TeachConfig, "python -m distill.teach", __doc__).parse_args(argv)
         cfg = config_from(TeachConfig, args)
         run_dir = Path(cfg.output_dir or f"runs/teach-{cfg.task}")

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.cli import config_from, dataclass_parser, field_docs, run_cli
+from distill.cli import config_from, dataclass_parser, quiet_transformers, field_docs, run_cli
 from distill.errors import DistillInputError
 from distill.resume import changed_settings, flags
 from distill.rundir import read_json, write_json, write_text
@@ -472,10 +472,9 @@ def print_summary(summary: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     def body():
         import optuna
-        from transformers.utils import logging as hf_logging
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from our own log
-        hf_logging.set_verbosity_error()
+        quiet_transformers()
         args = dataclass_parser(TuneConfig, "python -m distill.tune", __doc__).parse_args(argv)
         cfg = config_from(TuneConfig, args)
         res = run(cfg, show_progress=True)
