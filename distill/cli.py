@@ -69,6 +69,11 @@ def quiet_transformers() -> None:
     must run before it loads."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # loaded already (a command called in-process): it read the environment then
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def print_result(obj) -> None:
