@@ -74,8 +74,15 @@ def test_pareto_objective_writes_front_with_latency(sst2_run, space_file, tmp_pa
     assert front and all(p["latency_ms"] > 0 for p in front)
     for p in front:  # each point's accuracy is its kept trial run's own metrics.json
         kept = json.loads((Path(p["run_dir"]) / "metrics.json").read_text())
-        assert p["dev_metric"] == pytest.approx(kept["dev"]["accuracy"]) and p["dev_metric"] > 0.5
+        assert p["dev_metric"] == pytest.approx(kept["dev"]["accuracy"])
+    # the front holds the most accurate trial of all (a fast chance-level trial may sit on it too)
+    done = [float(r["values"][0]) for r in read_trials(Path(res["run_dir"])) if r["values"]]
+    assert max(p["dev_metric"] for p in front) == pytest.approx(max(done))
     assert (Path(res["run_dir"]) / "plots" / "pareto.png").is_file()
+
+
+def read_trials(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "summary.json").read_text())["all_trials"]
 
 
 def test_two_workers_share_one_study(sst2_run, space_file, tmp_path):
