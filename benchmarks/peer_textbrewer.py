@@ -53,11 +53,13 @@ class _ClippedOptimizer:
             o.zero_grad(set_to_none=set_to_none)
 
 
-class _EpochBatches:
-    """distill's batches for successive epochs: TextBrewer iterates the loader once per epoch."""
+class EpochBatches:
+    """distill's batches for successive epochs: TextBrewer iterates the loader once per epoch. The
+    teacher's logits come from the materials (``teacher_cache``), or with ``teacher_inputs`` the
+    teacher gets the padded batch to run on (GeneralDistiller with the teacher in the loop)."""
 
-    def __init__(self, data: SplitData, opts: FitOptions, pad_id: int):
-        self.data, self.opts, self.pad_id, self.epoch = data, opts, pad_id, 0
+    def __init__(self, data: SplitData, opts: FitOptions, pad_id: int, teacher_inputs: bool = False):
+        self.data, self.opts, self.pad_id, self.epoch, self.teacher_inputs = data, opts, pad_id, 0, teacher_inputs
         self.t_logits = torch.from_numpy(np.ascontiguousarray(data.teacher_logits, dtype=np.float32))
         self.labels = torch.from_numpy(np.asarray(data.labels))
 
@@ -68,8 +70,12 @@ class _EpochBatches:
         batches = grouped_batches(self.data.enc.lengths, self.opts.batch_size, self.opts.seed, self.epoch)
         self.epoch += 1
         for idx in batches:
-            student = {**pad_batch(self.data.enc, idx, self.pad_id), "labels": self.labels[idx]}
-            yield {"student": student, "teacher": {}, "teacher_cache": {"logits": self.t_logits[idx]}}
+            b = pad_batch(self.data.enc, idx, self.pad_id)
+            student = {**b, "labels": self.labels[idx]}
+            if self.teacher_inputs:
+                yield {"student": student, "teacher": dict(b)}
+            else:
+                yield {"student": student, "teacher": {}, "teacher_cache": {"logits": self.t_logits[idx]}}
 
 
 class _WithLoss(torch.nn.Module):
@@ -108,7 +114,7 @@ def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by s
     cfg = resolved_for(base, teacher)
     setup = prepare(cfg, teacher)  # the student set-up distill.student runs
     train, dev, pad = setup.train, setup.dev, setup.tokenizer.pad_token_id
-    opts = FitOptions(**{f: getattr(cfg, f) for f in FitOptions.__dataclass_fields__})
+    opts = FitOptions(**{f: getattr(cfg, f) for f in FitOptions.__dataclass_fields__ if hasattr(cfg, f)})
 
     def fresh_model():
         return setup.new_model(cfg)
@@ -129,7 +135,7 @@ def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by s
     model = fresh_model()
     optimizers, dense = make_optimizers(model, None, opts)
     opt = _ClippedOptimizer(optimizers, dense, opts.max_grad_norm)
-    loader = _EpochBatches(train, opts, pad)
+    loader = EpochBatches(train, opts, pad)
     factor = linear_schedule(len(loader) * epochs, opts.warmup_ratio)
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
@@ -139,7 +145,6 @@ def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by s
                 s.step()
 
     epoch_times, accs = [], []
-    marks = {"t": 0.0}
 
     def callback(model, step):  # after each epoch (and TextBrewer's own checkpoint): evaluate
         m, _ = evaluate(teacher.task, model.model, dev, pad_id=pad, opts=opts)
@@ -153,18 +158,9 @@ def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by s
             model_T=torch.nn.Identity(), model_S=_WithLoss(model),
             adaptor_T=lambda batch, out: {"logits": out["logits"]},
             adaptor_S=lambda batch, out: {"logits": out["logits"], "losses": [out["loss"]]})
-        save_and_callback = distiller.save_and_callback
-
-        def timed_save_and_callback(*a, **kw):  # the epoch's training time ends where its save starts
-            epoch_times.append(time.perf_counter() - marks["t"])
-            save_and_callback(*a, **kw)
-            marks["t"] = time.perf_counter()
-
-        distiller.save_and_callback = timed_save_and_callback
+        train_timed = timed_epochs(distiller, epoch_times)
         torch.manual_seed(seed)
-        marks["t"] = t0 = time.perf_counter()
-        distiller.train(opt, loader, num_epochs=epochs, scheduler=_Sched(), max_grad_norm=-1, callback=callback)
-        wall = time.perf_counter() - t0
+        wall = train_timed(opt, loader, num_epochs=epochs, scheduler=_Sched(), max_grad_norm=-1, callback=callback)
     results["textbrewer"] = {"epoch_seconds": [round(t, 3) for t in epoch_times], "dev_accuracy_per_epoch": accs,
                              "dev_accuracy": accs[-1], "wall_seconds": wall,
                              "version": textbrewer.__version__}
@@ -185,24 +181,58 @@ def run(pc: PeerConfig) -> dict:  # noqa: PLR0915 - the two frameworks side by s
     return out
 
 
-def main(argv=None) -> int:
-    a = config_from(PeerConfig, dataclass_parser(PeerConfig, "python -m benchmarks.peer_textbrewer", __doc__).parse_args(argv))
+def timed_epochs(distiller, epoch_times: list[float]):
+    """``distiller.train`` wrapped to time each epoch's training, up to where its save and callback
+    start, into ``epoch_times``; the wrapper returns the wall seconds of the whole run."""
+    marks = {"t": 0.0}
+    save_and_callback = distiller.save_and_callback
+
+    def timed_save_and_callback(*a, **kw):
+        epoch_times.append(time.perf_counter() - marks["t"])
+        save_and_callback(*a, **kw)
+        marks["t"] = time.perf_counter()
+
+    distiller.save_and_callback = timed_save_and_callback
+
+    def train(*a, **kw) -> float:
+        marks["t"] = t0 = time.perf_counter()
+        distiller.train(*a, **kw)
+        return time.perf_counter() - t0
+
+    return train
+
+
+def have_textbrewer() -> bool:
+    """Whether TextBrewer imports; if not, the one-line fix on stderr (the peers' shared check)."""
     try:
         import textbrewer  # noqa: F401
     except ImportError:
         print("error: the peer benchmark needs TextBrewer; pip install '.[peers]'", file=sys.stderr)
-        return 2
-    res = run(a)
+        return False
+    return True
+
+
+def print_results(title: str, results: dict, footer: str) -> None:
+    """The peers' table: per framework, training seconds per epoch, wall seconds and dev accuracy."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"TextCNN on SST-2, {a.epochs} epochs, batch {a.batch_size}, T={res['temperature']}, alpha={res['alpha']}")
+    t = Table(title=title)
     for c in ("framework", "train s / epoch", "wall s (all epochs, saves, evals)", "dev accuracy"):
         t.add_column(c)
-    for name, r in res["results"].items():
+    for name, r in results.items():
         t.add_row(name, f"{r['mean_epoch_seconds']:.2f}", f"{r['wall_seconds']:.1f}", f"{r['dev_accuracy']:.4f}")
     Console().print(t)
-    Console().print(f"distill is {res['speedup']:.2f}x TextBrewer's speed, accuracy {100 * res['accuracy_gain']:+.2f} pt")
+    Console().print(footer)
+
+
+def main(argv=None) -> int:
+    a = config_from(PeerConfig, dataclass_parser(PeerConfig, "python -m benchmarks.peer_textbrewer", __doc__).parse_args(argv))
+    if not have_textbrewer():
+        return 2
+    res = run(a)
+    print_results(f"TextCNN on SST-2, {a.epochs} epochs, batch {a.batch_size}, T={res['temperature']}, alpha={res['alpha']}",
+                  res["results"], f"distill is {res['speedup']:.2f}x TextBrewer's speed, accuracy {100 * res['accuracy_gain']:+.2f} pt")
     return 0
 
 

@@ -53,7 +53,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str,
 def dataclass_parser(cls, prog: str, doc: str | None) -> argparse.ArgumentParser:
     """The parser of a command whose flags are all fields of ``cls``; its description is the first
     paragraph of the command module's docstring ``doc``."""
-    p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    # no abbreviations: --hidden must never silently mean --hidden-loss (an arch option another arch lacks)
+    p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0], allow_abbrev=False)
     add_dataclass_args(p, cls)
     return p
 

@@ -386,6 +386,14 @@ def weights_sha256(model_dir: Path) -> str:
     return h.hexdigest()
 
 
+def ensemble_sha256(members: list[tuple[str, float]]) -> str:
+    """An ensemble's identity from its members' (weights hash, weight), in order."""
+    h = hashlib.sha256()
+    for sha, w in members:
+        h.update(f"{sha}:{w:.6g};".encode())
+    return h.hexdigest()
+
+
 @dataclass
 class TeacherRun:
     """What a student needs from a teacher run: its manifest, task, model folder (tokenizer, weights
@@ -396,6 +404,12 @@ class TeacherRun:
     task: Task
     model_dir: Path
     weights_sha256: str
+    ensemble: Any = None  # distill.ensemble.Ensemble when a student learns from several runs at once
+
+    @property
+    def identity(self) -> str:
+        """The teacher's hash as a student records it: the run's weights, or the ensemble's."""
+        return self.ensemble.weights_sha256 if self.ensemble is not None else self.weights_sha256
 
 
 def open_teacher_run(path: str, task: str | None) -> TeacherRun:
@@ -411,11 +425,13 @@ def open_teacher_run(path: str, task: str | None) -> TeacherRun:
         raise DistillInputError(f"--materials {path} holds materials for task {manifest['task']!r}, not --task {task!r}; "
                                 f"pass the teacher run of the right task")
     root = mat.parent if mat.name == "materials" else mat
-    model_dir = root / "best"
+    members = manifest["teacher"].get("members")  # an ensemble run (distill.teach --ensemble): its first member's model
+    model_dir = Path(members[0]["run"]) / "best" if members else root / "best"
     if not (model_dir / "config.json").is_file():
         raise DistillInputError(f"--materials {path}: the teacher's model folder {model_dir} is missing; "
                                 f"students need its tokenizer (re-run distill.teach --dump-only)")
-    sha = weights_sha256(model_dir)
+    sha = ensemble_sha256([(weights_sha256(Path(m["run"]) / "best"), m["weight"]) for m in members]) if members \
+        else weights_sha256(model_dir)
     if manifest["teacher"].get("weights_sha256") != sha:
         raise DistillInputError(f"--materials {path}: the materials were dumped by a different teacher than {model_dir} "
                                 f"(weights {str(manifest['teacher'].get('weights_sha256'))[:12]}… vs {sha[:12]}…); "

@@ -80,12 +80,15 @@ def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class Checkpointer:
-    """``run_dir/checkpoint``: model, projector, optimiser and scheduler states, the torch RNG and the
-    loop's own state, written atomically (a folder without state.json is incomplete) so ``--resume``
-    replays the run exactly."""
+    """``run_dir/checkpoint``: model, training-only modules (``modules``: name -> module or None, e.g.
+    the hidden-term projector, the layer-wise projections; each saved as NAME.safetensors),
+    optimiser and scheduler states, the torch RNG and the loop's own state, written atomically (a
+    folder without state.json is incomplete) so ``--resume`` replays the run exactly."""
 
-    def __init__(self, folder: Path, model: nn.Module, projector: nn.Module | None, optimizers: list, schedulers: list):
-        self.folder, self.model, self.projector = folder, model, projector
+    def __init__(self, folder: Path, model: nn.Module, modules: dict[str, nn.Module | None], optimizers: list,
+                 schedulers: list):
+        self.folder, self.model = folder, model
+        self.modules = {k: m for k, m in modules.items() if m is not None and len(m.state_dict())}
         self.optimizers, self.schedulers = optimizers, schedulers
 
     def save(self, state: dict) -> None:
@@ -93,8 +96,8 @@ class Checkpointer:
 
         with atomic_dir(self.folder) as tmp:
             save_file(cpu_state(self.model), tmp / "model.safetensors")
-            if self.projector is not None:
-                save_file(cpu_state(self.projector), tmp / "projector.safetensors")
+            for name, m in self.modules.items():
+                save_file(cpu_state(m), tmp / f"{name}.safetensors")
             torch.save({"optimizers": [o.state_dict() for o in self.optimizers],
                         "schedulers": [s.state_dict() for s in self.schedulers], "rng": torch.get_rng_state()},
                        tmp / "optim.pt")
@@ -107,8 +110,8 @@ class Checkpointer:
             return None
         fix = f"remove {folder} to resume from the epoch before it, or start over with --overwrite"
         self.model.load_state_dict(load_weights(folder / "model.safetensors", fix))
-        if self.projector is not None:
-            self.projector.load_state_dict(load_weights(folder / "projector.safetensors", fix))
+        for name, m in self.modules.items():
+            m.load_state_dict(load_weights(folder / f"{name}.safetensors", fix))
         blob = torch.load(folder / "optim.pt", weights_only=True)
         for o, sd in zip(self.optimizers, blob["optimizers"]):
             o.load_state_dict(sd)

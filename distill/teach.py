@@ -3,6 +3,7 @@
     python -m distill.teach --task sst2 --data-dir ../shared/data/glue_data --epochs 1 --output-dir runs/teach-sst2
     python -m distill.teach --output-dir runs/teach-sst2 --resume          # after a crash or kill
     python -m distill.teach --output-dir runs/teach-sst2 --dump-only --extra unlabelled=more.txt
+    python -m distill.teach --ensemble runs/teach-sst2 runs/mpnet-sst2 --output-dir runs/ensemble-sst2
 
 Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/, RUN/best/ (the best model by the task's
 first metric on dev), RUN/materials/ (see distill.materials) and RUN/metrics.json

@@ -81,6 +81,7 @@ class FitOptions:
     device: str
     precision: str
     scale_lr: bool = False  # multi-process: lr x processes (linear scaling rule)
+    prediction: bool = True  # False: TinyBERT's intermediate stage (layer terms only, no dev evaluation)
 
 
 def grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -148,15 +149,17 @@ def evaluate(task: Task, model: nn.Module, data: SplitData, *, pad_id: int, opts
 
 
 class _Step(nn.Module):
-    """Student + projector as one module, so one DistributedDataParallel wrapper syncs both."""
+    """Student + projector + layer-wise terms as one module, so one DistributedDataParallel wrapper
+    syncs all three. Returns (ModelOutput, projected sentence vector or None, layer terms or None)."""
 
-    def __init__(self, model: nn.Module, projector: nn.Module | None):
+    def __init__(self, model: nn.Module, projector: nn.Module | None, layer_kd: nn.Module | None = None):
         super().__init__()
-        self.model, self.projector = model, projector
+        self.model, self.projector, self.layer_kd = model, projector, layer_kd
 
     def forward(self, **batch):
         out = self.model(**batch)
-        return out, (self.projector(out.pooled.float()) if self.projector is not None else None)
+        projected = self.projector(out.pooled.float()) if self.projector is not None else None
+        return out, projected, (self.layer_kd(batch) if self.layer_kd is not None else None)
 
 
 class Projector(nn.Module):
@@ -171,13 +174,17 @@ class Projector(nn.Module):
         return self.proj(x)
 
 
-def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions, lr: float | None = None):
+def make_optimizers(model: nn.Module, projector: nn.Module | None, opts: FitOptions, lr: float | None = None,
+                    extra: nn.Module | None = None):
+    """[AdamW over the dense parameters (+ SparseAdam over a sparse embedding)], dense parameters;
+    ``projector`` and ``extra`` (the layer-wise projections) train with the student."""
     lr = opts.lr if lr is None else lr
     sparse = model.sparse_parameters() if hasattr(model, "sparse_parameters") else []
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
-    if projector is not None:
-        dense += list(projector.parameters())
+    for m in (projector, extra):
+        if m is not None:
+            dense += list(m.parameters())
     decay = [p for p in dense if p.dim() >= 2]  # no weight decay on biases / norms (as BERT)
     no_decay = [p for p in dense if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
@@ -247,14 +254,17 @@ class Loop:
 
 def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: FitOptions, run_dir: Path, *,
         pad_id: int, save_best: Callable[[nn.Module, dict], None], jlog: JsonlLog, resume: bool = False,
-        progress=None, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+        progress=None, on_epoch: Callable[[int, dict], None] | None = None, layer_kd: nn.Module | None = None) -> dict:
     """Train ``model`` on ``train`` against the teacher's outputs (``distill.losses.student_objective``);
     evaluate on ``dev`` every epoch (and every ``eval_steps`` steps into each epoch when set), keep
     the best model through ``save_best(model, metrics)``, stop after ``patience`` epochs without a
     better dev metric. A checkpoint every ``save_steps`` steps and at each epoch end lets ``resume``
     replay the run exactly. ``on_epoch(epoch, dev_metrics)`` may raise to stop (Optuna pruning).
-    Returns a summary dict."""
-    loop = setup(task, model, train, dev, opts, run_dir, pad_id=pad_id, save_best=save_best, jlog=jlog, progress=progress)
+    ``layer_kd`` (``students.layerwise.LayerKD``) adds the layer-wise terms; with
+    ``opts.prediction`` False only those train, for ``opts.epochs`` epochs without dev evaluation
+    (TinyBERT's intermediate stage). Returns a summary dict."""
+    loop = setup(task, model, train, dev, opts, run_dir, pad_id=pad_id, save_best=save_best, jlog=jlog, progress=progress,
+                 layer_kd=layer_kd)
     if resume and (saved := loop.checkpointer.load()) is not None:
         loop.state = saved
         jlog("resume", epoch=saved["epoch"], batch=saved["batch"], global_step=saved["global_step"])
@@ -265,6 +275,13 @@ def fit(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: Fi
     while state["epoch"] < opts.epochs and not state.get("stopped", False):
         epoch = state["epoch"]
         secs = train_epoch(loop, epoch)
+        if not opts.prediction:  # an intermediate stage: its head is untrained, so dev says nothing yet
+            state["epoch"], state["batch"] = epoch + 1, 0
+            loop.jlog("epoch", epoch=epoch + 1, step=state["global_step"], seconds=round(secs, 3))
+            log.info("epoch %d: intermediate layers (%.1f s)", epoch + 1, secs)
+            if loop.world.main:
+                loop.checkpointer.save(state)
+            continue
         improved, dev_metrics = evaluate_dev(loop, epoch + 1, secs)
         log.info("epoch %d: %s (%.1f s)", epoch + 1, ", ".join(f"{k}={v:.4f}" for k, v in dev_metrics.items()), secs)
         if not improved:
@@ -285,11 +302,14 @@ def train_step(loop: Loop, idx: np.ndarray) -> dict[str, torch.Tensor]:
     opts, t, device = loop.opts, loop.targets, loop.device
     batch = {k: v.to(device) for k, v in pad_batch(loop.train.enc, idx, loop.pad_id, buckets=loop.xla).items()}
     with autocast(device, opts.precision):
-        out, projected = loop.step_module(**batch)
+        out, projected, layer_terms = loop.step_module(**batch)
     on = lambda x: None if x is None else x[idx].to(device)  # noqa: E731 - this batch's rows of a target
     terms = losses.student_objective(loop.task.kind, out.logits.float(), on(t["logits"]), on(t["labels"]), on(t["labelled"]),
                                      alpha=opts.alpha, beta=opts.beta, temperature=opts.temperature, kd_loss=opts.kd_loss,
-                                     projected=projected, teacher_vec=on(t["embeddings"]), hidden_loss=opts.hidden_loss)
+                                     projected=projected, teacher_vec=on(t["embeddings"]), hidden_loss=opts.hidden_loss,
+                                     layer=None if layer_terms is None else layer_terms["layer"], prediction=opts.prediction)
+    if layer_terms is not None:  # each layer-wise term, for the log
+        terms.update({k: v for k, v in layer_terms.items() if k != "layer"})
     for o in loop.optimizers:
         o.zero_grad(set_to_none=True)
     terms["total"].backward()
@@ -325,15 +345,16 @@ def train_epoch(loop: Loop, epoch: int) -> float:
             run_loss, run_n = run_loss + terms["total"].detach(), run_n + 1  # a tensor: no device->host sync each step
             if state["global_step"] % opts.log_every == 0:
                 mean_loss = float(run_loss) / run_n
+                shown = ("hard", "soft", "hidden") + (("layer", *losses.LAYER_TERMS) if "embedding_mse" in terms else ())
                 loop.jlog("train", step=state["global_step"], epoch=epoch + (bi + 1) / len(batches), loss=mean_loss,
-                          **{k: terms[k].item() for k in ("hard", "soft", "hidden")}, lr=loop.schedulers[0].get_last_lr()[0])
+                          **{k: terms[k].item() for k in shown}, lr=loop.schedulers[0].get_last_lr()[0])
                 if b is not None:
                     b.advance(0, note=f"loss {mean_loss:.4f}")
                 run_loss = run_n = 0.0
             if b is not None:
                 b.advance(1)
             # counted from the epoch start, so a mid-epoch eval never lands a step after the epoch-end one
-            mid_eval = opts.eval_steps and state["batch"] % opts.eval_steps == 0
+            mid_eval = opts.prediction and opts.eval_steps and state["batch"] % opts.eval_steps == 0
             save = opts.save_steps and state["global_step"] % opts.save_steps == 0
             if (mid_eval or save) and state["batch"] < len(batches):
                 dt = time.perf_counter() - t0  # evaluation and checkpoint writes stay out of the epoch time
@@ -370,7 +391,7 @@ def evaluate_dev(loop: Loop, at_epoch: float, secs: float) -> tuple[bool, dict]:
 
 
 def setup(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: FitOptions, run_dir: Path, *,
-          pad_id: int, save_best, jlog: JsonlLog, progress=None) -> Loop:
+          pad_id: int, save_best, jlog: JsonlLog, progress=None, layer_kd: nn.Module | None = None) -> Loop:
     """The modules, optimisers, schedules and targets of a run, placed on its device.
 
     Several processes (torchrun, or an XLA launch): each takes every world.size-th row of the same
@@ -385,13 +406,15 @@ def setup(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: 
     if opts.beta > 0 and train.teacher_embeddings is None:
         raise ValueError("beta > 0 needs the teacher's embeddings in the materials")
     projector = Projector(model.pooled_dim, train.teacher_embeddings.shape[1]).to(device) if opts.beta > 0 else None
-    step_module: nn.Module = _Step(model, projector)
+    if layer_kd is not None:
+        layer_kd.to(device)
+    step_module: nn.Module = _Step(model, projector, layer_kd)
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None,
                                               find_unused_parameters=True)  # e.g. a head a task does not use
-    optimizers, dense_params = make_optimizers(model, projector, opts, lr=scaled_lr(opts.lr, opts.scale_lr))
+    optimizers, dense_params = make_optimizers(model, projector, opts, lr=scaled_lr(opts.lr, opts.scale_lr), extra=layer_kd)
     total_steps = math.ceil(len(train) / (opts.batch_size * world.size)) * opts.epochs
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear_schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
     as_tensor = lambda a, dtype=None: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))  # noqa: E731
@@ -400,7 +423,8 @@ def setup(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: 
                "labels": as_tensor(train.labels), "labelled": as_tensor(train.labelled)}  # labelled: transfer rows False
     return Loop(task=task, model=model, step_module=step_module, train=train, dev=dev, opts=opts, world=world, device=device,
                 pad_id=pad_id, optimizers=optimizers, schedulers=schedulers, dense_params=dense_params,
-                checkpointer=Checkpointer(run_dir / "checkpoint", model, projector, optimizers, schedulers),
+                checkpointer=Checkpointer(run_dir / "checkpoint", model, {"projector": projector, "layer_kd": layer_kd},
+                                          optimizers, schedulers),
                 save_best=save_best, jlog=jlog, bar=progress or (lambda desc, total: contextlib.nullcontext(None)),
                 # without gold on dev (ranking from a teacher's scores alone) the teacher is the yardstick
                 metric_key=task.primary_metric if dev.gold is not None else "teacher_agreement",

@@ -30,4 +30,7 @@ def load_predictor(run_dir: Path, device: str = "cpu"):
             raise DistillInputError(f"{run_dir}/model holds no model yet; finish the run (python -m distill.student --output-dir {run_dir} --resume)")
         model, tokenizer, meta = load_student(run_dir / "model")
         return task, model.to(device), tokenizer, meta["max_length"], meta["pair_input"] == "siamese"
+    if kind == "ensemble":
+        raise DistillInputError(f"{run_dir} is an ensemble of teacher runs ({', '.join(m['run'] for m in cfg['members'])}) "
+                                f"with no model of its own; predict with one of them, or distil a student from it")
     raise DistillInputError(f"{run_dir / 'config.json'} has kind {kind!r}; expected a run written by distill.teach or distill.student")

@@ -29,7 +29,9 @@ from distill.cli import add_dataclass_args, field_docs, given_fields
 from distill.devices import DEVICES, resolve_device, torch_device, world
 from distill.errors import DistillInputError
 from distill.inference import encode
-from distill.materials import TeacherRun, open_teacher_run
+from distill.losses import LAYER_TERMS
+from distill.ensemble import open_teacher_runs
+from distill.materials import TeacherRun
 from distill.resume import resumed_config
 from distill.rundir import JsonlLog, clear_run, holds_run, load_weights, read_json, run_lock, write_json, write_text
 from distill.tasks import Task, get_task
@@ -49,7 +51,8 @@ ARCH_DEFAULTS = {"cnn": (1e-3, 0.0, 8), "bilstm": (1e-3, 0.0, 8), "transformer":
 @dataclass
 class StudentConfig:
     arch: str = "cnn"  # cnn | bilstm | transformer
-    materials: str = ""  # teacher run directory (or its materials/ folder) written by distill.teach
+    materials: str = ""  # teacher run directory written by distill.teach; several (comma-separated or repeated): their ensemble, tokenizer and init from the first
+    teacher_weights: str = ""  # with several --materials: one weight per run, comma-separated (default equal)
     output_dir: str = ""  # run directory (default runs/student-<arch>-<task>)
     task: str | None = None  # optional check: refuse materials of another task
     epochs: int = 0  # max epochs; 0 = the arch's default (cnn/bilstm 8, transformer 3); early stopping may end sooner
@@ -65,6 +68,15 @@ class StudentConfig:
     kd_loss: str = "kl"  # kl (Hinton 2015, KL at T with T^2) | mse (Tang 2019, MSE on logits)
     hidden_loss: str = "cosine"  # cosine | mse, through a learned projection to the teacher width
     kd: bool = True  # learn from the teacher; --no-kd: gold labels only (alpha = beta = 0), the baseline
+    layer_map: str = "uniform"  # layer-wise KD pairs student:teacher (0 = embeddings): uniform (TinyBERT) | last | e.g. 0:0,1:2,2:4
+    embedding_mse: float = 0.0  # weight of TinyBERT's embedding-layer MSE (Jiao et al. 2020); layer-wise terms need --arch transformer
+    hidden_mse: float = 0.0  # weight of TinyBERT's hidden-state MSE, summed over the mapped layers
+    attention_mse: float = 0.0  # weight of TinyBERT's attention-score MSE, summed over the mapped layers (same head count)
+    attention_kl: float = 0.0  # weight of MiniLM's last-layer attention-distribution KL (Wang et al. 2020; same head count)
+    value_kl: float = 0.0  # weight of MiniLM's last-layer value-relation KL (any head count, see --relation-heads)
+    hidden_cosine: float = 0.0  # weight of DistilBERT's hidden-state cosine (Sanh et al. 2019), summed over the mapped layers
+    relation_heads: int = 0  # relation heads of --value-kl (MiniLMv2); 0 = the teacher's attention heads
+    layer_epochs: int = 0  # TinyBERT's two stages: this many epochs of layer-wise terms only, then --epochs of prediction KD; 0 = all terms in one stage
     transfer_split: str = ""  # materials split(s), comma-separated, of unlabelled texts (dumped with --extra NAME=FILE) added to train with the teacher term only
     max_length: int = 0  # token limit per sentence; 0 = the teacher's
     seed: int = 42  # first seed (init, dropout, batch order)
@@ -99,6 +111,14 @@ class StudentConfig:
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
             (not (self.overwrite and self.resume), "--overwrite starts a new run: drop --resume"),
+            (all(getattr(self, k) >= 0 for k in LAYER_TERMS) and self.relation_heads >= 0 and self.layer_epochs >= 0,
+             "the layer-wise weights, --relation-heads and --layer-epochs must be >= 0"),
+            (not self.layer_wise or self.arch == "transformer",
+             f"the layer-wise terms ({', '.join('--' + k.replace('_', '-') for k in LAYER_TERMS)}) read token states "
+             f"and attention: use --arch transformer (cnn and bilstm learn from the materials only)"),
+            (not self.layer_epochs or self.layer_wise, "--layer-epochs runs the layer-wise terms first: give one a weight, "
+                                                       "e.g. --hidden-mse 1 --attention-mse 1 --embedding-mse 1"),
+            (not self.layer_wise or self.kd, "--no-kd trains on gold labels only: drop the layer-wise weights"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -107,6 +127,11 @@ class StudentConfig:
             get_task(self.task)
         self.arch_config()  # validates the arch options
         return get_task(self.task) if self.task else None
+
+    @property
+    def layer_wise(self) -> bool:
+        """Whether any layer-wise term has a weight (the teacher then runs in the loop)."""
+        return any(getattr(self, k) > 0 for k in LAYER_TERMS)
 
     def arch_config(self):
         cls = ARCHS[self.arch][0]
@@ -148,7 +173,7 @@ def _tuples(options: dict) -> dict:
 # Fields that must agree between a run and its --resume.
 _RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "alpha", "beta",
                 "temperature", "kd_loss", "hidden_loss", "kd", "max_length", "seed", "precision", "options", "transfer_split",
-                "scale_lr")
+                "scale_lr", "layer_map", *LAYER_TERMS, "relation_heads", "layer_epochs")
 
 
 def command_line(cfg: StudentConfig) -> str:
@@ -195,8 +220,20 @@ def split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siam
     """One materials split, tokenised, as ``SplitData`` — cached per process (keyed by the split's
     ids hash in the manifest), so tuning trials and seeds load and tokenise each split once."""
     info = teacher.manifest["splits"].get(split, {})
-    return _split_data(str(teacher.root), split, tokenizer, max_length, siamese, teacher.task.name,
+    data = _split_data(str(teacher.root), split, tokenizer, max_length, siamese, teacher.task.name,
                        teacher.weights_sha256, info.get("ids_sha256"), info.get("text_sha256"))
+    if teacher.ensemble is None:
+        return data
+    first = materials.load(teacher.root, split, task=teacher.task.name, teacher_sha256=teacher.weights_sha256, mmap=True)
+    # several teachers: the ensemble's targets on the first run's rows; pooled vectors live in different spaces
+    return dataclasses.replace(data, teacher_logits=teacher.ensemble.combine(split, first), teacher_embeddings=None)
+
+
+def ensemble_card(teacher: TeacherRun) -> dict:
+    """The teacher entry of a student distilled from several runs: the members and their weights."""
+    ens = teacher.ensemble
+    return {"name": "ensemble of " + ", ".join(r.manifest["teacher"]["name"] for r in ens.runs), "weights_sha256": teacher.identity,
+            "members": [{"run": str(r.root), **r.manifest["teacher"], "weight": w} for r, w in zip(ens.runs, ens.weights)]}
 
 
 @functools.lru_cache(maxsize=6)
@@ -307,6 +344,9 @@ def prepare(cfg: StudentConfig, teacher: TeacherRun) -> Setup:
     train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
     eval_split = task.eval_splits[0]
     dev = split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
+    if (teacher.ensemble is not None or teacher.manifest["teacher"].get("members")) and (cfg.beta > 0 or cfg.layer_wise):
+        raise DistillInputError("several --materials: the hidden term (--beta) and the layer-wise terms match one teacher's "
+                                "own vectors; use one --materials for them, or drop them for the ensemble")
     transfer = [t for t in cfg.transfer_split.split(",") if t]
     if transfer:
         if not cfg.kd:
@@ -324,7 +364,7 @@ def prepare(cfg: StudentConfig, teacher: TeacherRun) -> Setup:
 def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_file: Path) -> None:
     if cfg.resume:
         old = resumed_config(run_dir, cfg, _RESUME_KEYS, StudentConfig(), what="student run")
-        if old.get("teacher_weights_sha256") != teacher.manifest["teacher"]["weights_sha256"]:
+        if old.get("teacher_weights_sha256") != teacher.identity:
             raise DistillInputError(f"--resume: {run_dir} was distilled from a different teacher's materials; "
                                     f"pass the original --materials or use a new --output-dir")
     elif holds_run(run_dir) and not cfg.overwrite:
@@ -352,6 +392,7 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
     tokenizer, train, dev = setup.tokenizer, setup.train, setup.dev
     model = setup.new_model(cfg)
     setup.teacher_state = {}  # the teacher's weights serve the initialisation only
+    layer_kd = new_layer_kd(cfg, setup, model) if cfg.layer_wise else None  # checks the mapping before anything is written
 
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -361,7 +402,7 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
     if main_rank and not cfg.resume:
         write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
                               "teacher_run": str(teacher.root),
-                              "teacher_weights_sha256": teacher.manifest["teacher"]["weights_sha256"],
+                              "teacher_weights_sha256": teacher.identity,
                               "command": command_line(cfg)})
     jlog("start", mode="resume" if cfg.resume else "train", arch=cfg.arch, device=cfg.device,
          torch_threads=torch.get_num_threads(), train=len(train), dev=len(dev))
@@ -370,17 +411,17 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
             "num_labels": task.num_labels, "is_pair": task.is_pair, "pair_input": ARCHS[cfg.arch][1].pair_input,
             "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id, "teacher_width": setup.teacher_width,
             "max_length": cfg.max_length, "num_parameters": n_params,
-            "teacher": teacher.manifest["teacher"]}
+            "teacher": teacher.manifest["teacher"] if teacher.ensemble is None else ensemble_card(teacher)}
 
     def save_best(m, dev_metrics):
         save_model(m, run_dir / "model", {**meta, "dev_metrics": dev_metrics}, extra_files=tokenizer.save_pretrained)
 
-    opts = FitOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitOptions)})
+    opts = FitOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitOptions) if hasattr(cfg, f.name)})
     progress = None
     if show_progress:
         from distill.progress import bar as progress
-    summary = fit(task, model, train, dev, opts, run_dir, pad_id=tokenizer.pad_token_id, save_best=save_best, jlog=jlog,
-                  resume=cfg.resume, progress=progress if main_rank else None, on_epoch=trial_hook)
+    summary = train_stages(cfg, setup, model, opts, layer_kd, save_best=save_best, jlog=jlog,
+                           progress=progress if main_rank else None, trial_hook=trial_hook)
     if not main_rank:  # rank 0 saved the best model and scores it
         return {"run_dir": str(run_dir), "metrics": {}, "summary": summary}
     write_json(run_dir / "train_summary.json", summary)
@@ -395,6 +436,46 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
     write_text(run_dir / "README.md", model_card(cfg, meta, metrics, summary, teacher_metrics))
     jlog("done", metrics=metrics)
     return {"run_dir": str(run_dir), "metrics": metrics_doc, "summary": summary}
+
+
+def new_layer_kd(cfg: StudentConfig, setup: Setup, model):
+    """The layer-wise terms of ``cfg`` between ``model`` and the teacher run's ``best/`` model, which is
+    loaded here to run in the loop (``students.layerwise``)."""
+    from students.layerwise import FrozenTeacher, LayerKD, parse_layer_map
+
+    s_layers, t_layers = model.bert_config.num_hidden_layers, int(setup.teacher_conf.get("num_hidden_layers", 0))
+    pairs = parse_layer_map(cfg.layer_map, s_layers, t_layers)
+    teacher = FrozenTeacher.load(setup.teacher.model_dir, set(), set(), torch_device(cfg.device))
+    return LayerKD(model, teacher, pairs, {k: getattr(cfg, k) for k in LAYER_TERMS}, cfg.relation_heads)
+
+
+def train_stages(cfg: StudentConfig, setup: Setup, model, opts: FitOptions, layer_kd, *, save_best, jlog, progress,
+                 trial_hook=None) -> dict:
+    """``fit`` once (every term together), or TinyBERT's task-specific distillation with
+    ``--layer-epochs``: the intermediate stage (layer-wise terms only, RUN/stage1/, its end weights in
+    RUN/stage1/model/) and then the prediction stage (logit KD only, the teacher out of the loop).
+    Resumable at any point: a finished stage 1 is loaded, not re-run."""
+    run_dir, task, pad = Path(cfg.output_dir), setup.teacher.task, setup.tokenizer.pad_token_id
+    stage1 = None
+    if cfg.layer_epochs:
+        end = run_dir / "stage1" / "model"
+        if (end / "model.safetensors").is_file():
+            model.load_state_dict(load_weights(end / "model.safetensors", "remove RUN/stage1 to run stage 1 again"))
+            stage1 = read_json(end / "student.json")["stage1"]
+            log.info("stage 1 (intermediate layers) done before: loaded its weights")
+        else:
+            jlog("stage", stage="intermediate", epochs=cfg.layer_epochs)
+            s1 = dataclasses.replace(opts, epochs=cfg.layer_epochs, prediction=False, patience=0, eval_steps=0)
+            stage1 = fit(task, model, setup.train, setup.dev, s1, run_dir / "stage1", pad_id=pad, save_best=lambda *a: None,
+                         jlog=jlog, resume=cfg.resume, progress=progress, layer_kd=layer_kd)
+            if world().main:
+                save_model(model, end, {"stage1": stage1})
+        layer_kd.student_taps.remove()  # stage 2 is prediction-layer KD alone: no teacher in the loop
+        layer_kd = None
+        jlog("stage", stage="prediction", epochs=cfg.epochs)
+    summary = fit(task, model, setup.train, setup.dev, opts, run_dir, pad_id=pad, save_best=save_best, jlog=jlog,
+                  resume=cfg.resume, progress=progress, on_epoch=trial_hook, layer_kd=layer_kd)
+    return summary if stage1 is None else {**summary, "stage1": stage1}
 
 
 def score_splits(cfg: StudentConfig, setup: Setup, model_dir: Path, opts: FitOptions) -> dict[str, dict]:
@@ -423,8 +504,10 @@ def run(cfg: StudentConfig, *, show_progress: bool = False, trial_hook=None) -> 
     metric, the mean (same key), ``<metric>_std`` and the per-seed values under "seeds".
     """
     cfg.validate()
-    teacher = open_teacher_run(cfg.materials, cfg.task)
+    teacher = open_teacher_runs([m for m in cfg.materials.split(",") if m], cfg.task, cfg.teacher_weights)
     base = resolved_for(cfg, teacher)
+    if teacher.ensemble is not None:  # the members' distributions are averaged at the student's T
+        teacher = dataclasses.replace(teacher, ensemble=dataclasses.replace(teacher.ensemble, temperature=base.temperature))
     if base.seeds == 1:
         return _run_one(base, teacher, show_progress, trial_hook)
     with run_lock(base.output_dir) if world().main else contextlib.nullcontext():
@@ -481,7 +564,8 @@ def _arch_flags(argv: list[str]) -> str:
 
 
 def build_parser(arch: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill.student", description=__doc__.split("\n\n")[0],
+    # allow_abbrev off: --hidden (a bilstm/transformer option) must not be taken as --hidden-loss under --arch cnn
+    p = argparse.ArgumentParser(prog="python -m distill.student", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="a JSON file of these settings (flags given on the command line win); "
                                     "arch options may sit at the top level or under \"options\"")
@@ -490,6 +574,20 @@ def build_parser(arch: str) -> argparse.ArgumentParser:
         g = p.add_argument_group(f"--arch {arch} options")
         add_dataclass_args(g, ARCHS[arch][0])
     return p
+
+
+def _refuse_unknown(flag: str, arch: str) -> None:
+    name = flag.split("=")[0]
+    owners = [a for a, (c, _) in ARCHS.items() if name.lstrip("-").replace("-", "_") in {f.name for f in dataclasses.fields(c)}]
+    raise DistillInputError(f"{name} is not an option of --arch {arch}" + (f" (it is one of --arch {', '.join(owners)})" if owners else "")
+                            + f"; see python -m distill.student --arch {arch} --help")
+
+
+def _all_materials(argv: list[str]) -> str:
+    """Every ``--materials`` given, comma-joined (argparse keeps only the last of a repeated flag)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--materials", action="append", default=[])
+    return ",".join(pre.parse_known_args(argv)[0].materials)
 
 
 def config_from_args(argv: list[str]) -> StudentConfig:
@@ -516,7 +614,10 @@ def config_from_args(argv: list[str]) -> StudentConfig:
             known = {f.name for f in dataclasses.fields(StudentConfig)}
             file_values = {k: v for k, v in read_json(saved).items() if k in known}
     arch = _arch_flags(argv) if "arch" in given else file_values.get("arch", StudentConfig.arch)
-    args = build_parser(arch).parse_args(argv)
+    args, unknown = build_parser(arch).parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(unknown[0], arch)
+    args.materials = _all_materials(argv) or args.materials  # repeated: an ensemble
     top = {f.name for f in dataclasses.fields(StudentConfig)} - {"options"}
     arch_fields = {f.name for f in dataclasses.fields(ARCHS[arch][0])} if arch in ARCHS else set()
     values = {k: v for k, v in file_values.items() if k in top}

@@ -88,6 +88,8 @@ class TeachConfig:
     pos_weight: str = "sqrt"  # multi-label: weight of each label's positives, sqrt (sqrt(neg/pos) on train: rare labels like threat get learnt) | none
     margin: float = 0.5  # ranking: margin of the margin ranking loss on (more, less) toxic pairs
     label_weights: tuple[str, ...] = ()  # ranking from a multi-label teacher: LABEL=W terms of score = sum W*sigmoid(logit) (default all 1)
+    ensemble: tuple[str, ...] = ()  # RUN RUN ...: no training; write these teacher runs' ensemble (materials, metrics) into --output-dir
+    teacher_weights: str = ""  # --ensemble: one weight per run, comma-separated (default equal)
 
     def validate(self) -> Task:
         """Check every flag before anything is read or written; returns the task."""
@@ -282,6 +284,12 @@ def run(cfg: TeachConfig, *, show_progress: bool = False) -> dict:
     Returns {"run_dir", "metrics": {split: {metric: value}}, "timings": {...}}.
     """
     task = cfg.validate()
+    if cfg.ensemble:
+        from teachers.ensemble import write_ensemble
+
+        out = cfg.output_dir or "runs/ensemble"  # the task is the runs' own
+        with run_lock(out):
+            return write_ensemble(list(cfg.ensemble), out, weights=cfg.teacher_weights, overwrite=cfg.overwrite)
     cfg = cfg.resolved()  # before transformers loads: see distill.devices.keep_libraries_off_xla
     # one writer per run directory (rank 0 writes for all processes of a launch)
     with run_lock(cfg.output_dir) if world().main else contextlib.nullcontext():

@@ -58,7 +58,11 @@ def test_student_objective_golden():
     out = losses.student_objective("classification", z, t, y, gold, alpha=0.5, beta=2.0, temperature=2.0, kd_loss="mse",
                                    projected=a, teacher_vec=b)
     got = {k: v.item() for k, v in out.items()}
-    assert got == pytest.approx({"hard": 0.126928, "soft": 1.25, "hidden": 0.5, "total": 1.688464}, abs=1e-6)
+    assert got == pytest.approx({"hard": 0.126928, "soft": 1.25, "hidden": 0.5, "layer": 0.0, "total": 1.688464}, abs=1e-6)
+    # a layer-wise term adds as it is (its weights are applied by layer_objective)
+    with_layer = losses.student_objective("classification", z, t, y, gold, alpha=0.5, beta=2.0, temperature=2.0, kd_loss="mse",
+                                          projected=a, teacher_vec=b, layer=torch.tensor(0.25))
+    assert with_layer["total"].item() == pytest.approx(1.688464 + 0.25, abs=1e-6)
     # every row gold: the mean CE (0.126928 + 0.313262) / 2; no gold row, or alpha = 1: no hard term
     assert losses.student_objective("classification", z, t, y, None, alpha=0.0, beta=0.0, temperature=1.0)["total"].item() \
         == pytest.approx(0.220095, abs=1e-6)

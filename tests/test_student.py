@@ -260,6 +260,7 @@ def test_refusals(sst2_run, mrpc_run, tmp_path, capsys):
     assert "dumped by a different teacher" in capsys.readouterr().err
     # unknown arch option, bad flag values, missing config file
     assert main(["--materials", mat, "--arch", "cnn", "--hidden", "3"]) == 2
+    assert "--hidden is not an option of --arch cnn (it is one of --arch bilstm, transformer)" in capsys.readouterr().err
     assert main(["--materials", mat, "--alpha", "1.5"]) == 2
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "nope.json")]) == 2
