@@ -79,17 +79,64 @@ def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+CHECKPOINT_FORMAT = 2  # 2: every RNG in use (torch CPU/CUDA/XLA, NumPy, Python) and the fp16 gradient scaler
+
+
+def rng_states(device_type: str) -> dict:
+    """Every random state a training step may draw from, as plain tensors/lists (``torch.load`` with
+    ``weights_only=True`` reads them back): torch's CPU generator, each CUDA device's, XLA's seed,
+    NumPy's legacy global state and Python's ``random``."""
+    import random
+
+    import numpy as np
+
+    np_state = np.random.get_state()  # ("MT19937", keys [624] uint32, pos, has_gauss, cached_gaussian)
+    out = {"rng": torch.get_rng_state(), "numpy_rng": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                                                        "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                                                        "cached_gaussian": float(np_state[4])},
+           "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]}
+    if device_type == "cuda" and torch.cuda.is_available():
+        out["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if device_type == "xla":
+        import torch_xla.core.xla_model as xm
+
+        out["xla_rng"] = int(xm.get_rng_state())
+    return out
+
+
+def restore_rng(blob: dict) -> None:
+    """Put back what ``rng_states`` saved (a format-1 checkpoint holds the CPU generator only)."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(blob["rng"])
+    if "numpy_rng" in blob:
+        n = blob["numpy_rng"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    if "python_rng" in blob:
+        version, state, gauss = blob["python_rng"]
+        random.setstate((version, tuple(state), gauss))
+    if "cuda_rng" in blob and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    if "xla_rng" in blob:
+        import torch_xla.core.xla_model as xm
+
+        xm.set_rng_state(blob["xla_rng"])
+
+
 class Checkpointer:
     """``run_dir/checkpoint``: model, training-only modules (``modules``: name -> module or None, e.g.
     the hidden-term projector, the layer-wise projections; each saved as NAME.safetensors),
-    optimiser and scheduler states, the torch RNG and the loop's own state, written atomically (a
-    folder without state.json is incomplete) so ``--resume`` replays the run exactly."""
+    optimiser, scheduler and gradient-scaler states, every RNG state in use (``rng_states``) and the
+    loop's own state with the checkpoint format, written atomically (a folder without state.json is
+    incomplete) so ``--resume`` replays the run exactly."""
 
     def __init__(self, folder: Path, model: nn.Module, modules: dict[str, nn.Module | None], optimizers: list,
-                 schedulers: list):
+                 schedulers: list, scaler=None, device_type: str = "cpu"):
         self.folder, self.model = folder, model
         self.modules = {k: m for k, m in modules.items() if m is not None and len(m.state_dict())}
-        self.optimizers, self.schedulers = optimizers, schedulers
+        self.optimizers, self.schedulers, self.scaler, self.device_type = optimizers, schedulers, scaler, device_type
 
     def save(self, state: dict) -> None:
         from safetensors.torch import save_file
@@ -99,9 +146,11 @@ class Checkpointer:
             for name, m in self.modules.items():
                 save_file(cpu_state(m), tmp / f"{name}.safetensors")
             torch.save({"optimizers": [o.state_dict() for o in self.optimizers],
-                        "schedulers": [s.state_dict() for s in self.schedulers], "rng": torch.get_rng_state()},
-                       tmp / "optim.pt")
-            write_json(tmp / "state.json", state)  # the last file: its presence marks the checkpoint complete
+                        "schedulers": [s.state_dict() for s in self.schedulers],
+                        "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+                        **rng_states(self.device_type)}, tmp / "optim.pt")
+            # the last file: its presence marks the checkpoint complete
+            write_json(tmp / "state.json", {**state, "checkpoint_format": CHECKPOINT_FORMAT})
 
     def load(self) -> dict | None:
         """The saved loop state with every module restored, or None when there is no complete checkpoint."""
@@ -109,6 +158,10 @@ class Checkpointer:
         if not (folder / "state.json").is_file():
             return None
         fix = f"remove {folder} to resume from the epoch before it, or start over with --overwrite"
+        state = read_json(folder / "state.json")
+        if state.pop("checkpoint_format", 1) > CHECKPOINT_FORMAT:
+            raise DistillInputError(f"{folder} was written by a newer distill (checkpoint format above {CHECKPOINT_FORMAT}); "
+                                    f"resume it with that version, or {fix}")
         self.model.load_state_dict(load_weights(folder / "model.safetensors", fix))
         for name, m in self.modules.items():
             m.load_state_dict(load_weights(folder / f"{name}.safetensors", fix))
@@ -117,5 +170,7 @@ class Checkpointer:
             o.load_state_dict(sd)
         for s, sd in zip(self.schedulers, blob["schedulers"]):
             s.load_state_dict(sd)
-        torch.set_rng_state(blob["rng"])
-        return read_json(folder / "state.json")
+        if self.scaler is not None and blob.get("scaler"):
+            self.scaler.load_state_dict(blob["scaler"])
+        restore_rng(blob)
+        return state

@@ -243,6 +243,7 @@ class Loop:
     bar: Callable
     metric_key: str
     targets: dict[str, torch.Tensor | None]  # logits, embeddings, labels, labelled: [N, ...] CPU tensors
+    scaler: torch.amp.GradScaler  # fp16: dynamic loss scaling (Micikevicius et al. 2018); a no-op otherwise
     state: dict = field(default_factory=lambda: {"epoch": 0, "batch": 0, "global_step": 0, "best": None, "best_epoch": None,
                                                  "bad_evals": 0, "history": [], "train_seconds": 0.0, "epoch_seconds": []})
     xla_compiles0: int = 0
@@ -312,11 +313,13 @@ def train_step(loop: Loop, idx: np.ndarray) -> dict[str, torch.Tensor]:
         terms.update({k: v for k, v in layer_terms.items() if k != "layer"})
     for o in loop.optimizers:
         o.zero_grad(set_to_none=True)
-    terms["total"].backward()
+    loop.scaler.scale(terms["total"]).backward()  # fp16: the loss scaled so small gradients survive in half precision
     if opts.max_grad_norm > 0:  # the sparse embedding rows are left unclipped (SparseAdam)
+        loop.scaler.unscale_(loop.optimizers[0])  # AdamW holds every dense parameter: clip true gradients
         torch.nn.utils.clip_grad_norm_(loop.dense_params, opts.max_grad_norm)
     for o in loop.optimizers:
-        o.step()
+        loop.scaler.step(o)  # skipped when a gradient overflowed (fp16)
+    loop.scaler.update()
     for s in loop.schedulers:
         s.step()
     if loop.xla:
@@ -418,17 +421,18 @@ def setup(task: Task, model: nn.Module, train: SplitData, dev: SplitData, opts: 
     total_steps = math.ceil(len(train) / (opts.batch_size * world.size)) * opts.epochs
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear_schedule(total_steps, opts.warmup_ratio)) for o in optimizers]
     as_tensor = lambda a, dtype=None: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))  # noqa: E731
+    scaler = torch.amp.GradScaler(device.type if device.type in ("cuda", "cpu") else "cpu", enabled=opts.precision == "fp16")
     targets = {"logits": as_tensor(train.teacher_logits, np.float32),
                "embeddings": as_tensor(train.teacher_embeddings, np.float32) if projector is not None else None,
                "labels": as_tensor(train.labels), "labelled": as_tensor(train.labelled)}  # labelled: transfer rows False
     return Loop(task=task, model=model, step_module=step_module, train=train, dev=dev, opts=opts, world=world, device=device,
                 pad_id=pad_id, optimizers=optimizers, schedulers=schedulers, dense_params=dense_params,
                 checkpointer=Checkpointer(run_dir / "checkpoint", model, {"projector": projector, "layer_kd": layer_kd},
-                                          optimizers, schedulers),
+                                          optimizers, schedulers, scaler=scaler, device_type=device.type),
                 save_best=save_best, jlog=jlog, bar=progress or (lambda desc, total: contextlib.nullcontext(None)),
                 # without gold on dev (ranking from a teacher's scores alone) the teacher is the yardstick
                 metric_key=task.primary_metric if dev.gold is not None else "teacher_agreement",
-                targets=targets, xla_compiles0=compiles0)
+                targets=targets, scaler=scaler, xla_compiles0=compiles0)
 
 
 def summary(loop: Loop) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from distill.__main__ import COMMANDS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,9 +19,13 @@ def _commands() -> list[tuple[str, str, list[str]]]:
         text = doc.read_text()
         blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
         lines = [ln for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
-        spans = re.findall(r"`(python -m [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
-        spans = [c for c in spans if len(c.split()) > 3]  # a bare `python -m X` names the command
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        spans = re.findall(r"`(python -m [^`]+)`", prose) + re.findall(r"`(distill [a-z]+ [^`]+)`", prose)
+        spans = [c for c in spans if len(c.split()) > 3 - c.startswith("distill")]  # a bare `python -m X` names the command
         for cmd in [ln.split("#")[0] for ln in lines] + spans:
+            # `distill teach ...` is `python -m distill.teach ...` (the console script, distill/__main__.py)
+            cmd = re.sub(r"(^|&&|;)\s*distill ([a-z]+)\b", lambda m: f"{m.group(1)} python -m {COMMANDS[m.group(2)][0].removesuffix('.__main__')}",
+                         cmd.strip())
             for m in re.finditer(r"python -m ([\w.]+)(.*?)(?=$|\s*(?:&&|;|\||>|python -m))", cmd.strip()):
                 argv = shlex.split(m.group(2))
                 if any(a in ("...", "…") or re.fullmatch(r"[A-Z][A-Z_0-9]*", a) or "$" in a for a in argv):
@@ -44,6 +50,7 @@ def _parse(module: str, argv: list[str]):
         "benchmarks.dump_speed": ("benchmarks.dump_speed", "DumpSpeedConfig"),
         "benchmarks.precision": ("benchmarks.precision", "PrecisionConfig"),
         "benchmarks.peer_textbrewer": ("benchmarks.peer_textbrewer", "PeerConfig"),
+        "benchmarks.peer_layerwise": ("benchmarks.peer_layerwise", "PeerConfig"),
     }
     mod, name = configs[module]
     cls = getattr(__import__(mod, fromlist=[name]), name)

@@ -321,3 +321,51 @@ def test_transfer_split_adds_teacher_only_rows(sst2_run, tmp_path):
     assert out["metrics"]["dev"]["accuracy"] >= 0.85
     with pytest.raises(DistillInputError, match="no such materials split"):
         run(student_cfg(root, tmp_path / "x", transfer_split="nope"))
+
+
+def test_checkpoint_rng_round_trip_and_format(tmp_path):
+    """Every RNG state in use comes back from a checkpoint; a newer checkpoint format is refused."""
+    import random
+
+    from distill.resume import CHECKPOINT_FORMAT, Checkpointer, restore_rng, rng_states
+
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    saved = rng_states("cpu")
+    first = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    blob_path = tmp_path / "rng.pt"
+    torch.save(saved, blob_path)
+    restore_rng(torch.load(blob_path, weights_only=True))  # through the same weights-only load as a checkpoint
+    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    ck = Checkpointer(tmp_path / "checkpoint", model, {}, [opt], [], scaler=torch.amp.GradScaler("cpu", enabled=True))
+    ck.save({"epoch": 1})
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["checkpoint_format"] == CHECKPOINT_FORMAT
+    assert ck.load() == {"epoch": 1}
+    (tmp_path / "checkpoint" / "state.json").write_text(json.dumps({"epoch": 1, "checkpoint_format": CHECKPOINT_FORMAT + 1}))
+    with pytest.raises(DistillInputError, match="newer distill"):
+        ck.load()
+
+
+def test_fp16_steps_through_the_gradient_scaler(sst2_run, tmp_path, monkeypatch):
+    """fp16 (CUDA in real use; the device check mocked so CPU autocast stands in): every step goes
+    through the GradScaler, and its state and every RNG state are checkpointed."""
+    import students.train as train_mod
+
+    monkeypatch.setattr(train_mod, "resolve_device", lambda device, precision: "cpu")
+    calls = {"scale": 0}
+    real = torch.amp.GradScaler.scale
+
+    def counting_scale(self, outputs):
+        calls["scale"] += int(self.is_enabled())
+        return real(self, outputs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", counting_scale)
+    res = run(student_cfg(sst2_run["run_dir"], tmp_path / "fp16", epochs=2, precision="fp16", save_steps=4))
+    assert calls["scale"] == res["summary"]["global_step"] == 20  # 160 rows / 16, two epochs
+    blob = torch.load(tmp_path / "fp16" / "checkpoint" / "optim.pt", weights_only=True)
+    assert blob["scaler"]["scale"] > 0 and "numpy_rng" in blob and "python_rng" in blob
+    assert 0.5 <= res["metrics"]["dev"]["accuracy"] <= 1.0
