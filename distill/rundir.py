@@ -126,9 +126,10 @@ class JsonlLog:
     """Append-only event log (``RUN/log.jsonl``): one JSON object a line, flushed per event.
     ``enabled=False`` (every process but rank 0 of a multi-process job) writes nothing."""
 
-    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+    def __init__(self, path: str | os.PathLike, enabled: bool = True, sinks: tuple = ()):
         self.path = Path(path)
         self.enabled = enabled
+        self.sinks = sinks  # also told every event, e.g. distill.tracking.Trackers
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -138,6 +139,8 @@ class JsonlLog:
         line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=_json_default)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+        for sink in self.sinks:
+            sink(event, **fields)
 
 
 LOCK_NAME = ".lock"

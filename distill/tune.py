@@ -29,6 +29,7 @@ from pathlib import Path
 
 from distill.cli import config_from, dataclass_parser, quiet_transformers, field_docs, run_cli
 from distill.errors import DistillInputError
+from distill.tracking import parse_report_to, tracker_env
 from distill.resume import changed_settings, flags
 from distill.rundir import read_json, write_json, write_text
 
@@ -55,6 +56,7 @@ class TuneConfig:
     seed: int = 42  # sampler seed (TPE) and every trial's training seed
     keep_trials: bool = False  # keep every trial's run directory (default: only the best trial's)
     latency_batch: int = 32  # --objective pareto: batch size of the latency measurement
+    report_to: str = "none"  # experiment trackers, one run per trial: none, or tensorboard, wandb, mlflow (offline, inside RUN; pip install '.[track]')
 
     def validate(self):
         from students import ARCHS
@@ -70,6 +72,7 @@ class TuneConfig:
         for ok, msg in checks:
             if not ok:
                 raise DistillInputError(msg)
+        parse_report_to(self.report_to)
 
     def resolved(self, task: str) -> TuneConfig:
         study = self.study or f"{self.arch}-{task}"
@@ -146,7 +149,7 @@ def trial_config(cfg: TuneConfig, params: dict, out_dir: Path):
     top = {k: v for k, v in params.items() if k not in arch_fields}
     options = {k: v for k, v in params.items() if k in arch_fields}
     return StudentConfig(arch=cfg.arch, materials=cfg.materials, output_dir=str(out_dir), epochs=cfg.epochs,
-                         seed=cfg.seed, save_steps=0, **top, options=options)
+                         seed=cfg.seed, save_steps=0, report_to=cfg.report_to, **top, options=options)
 
 
 def _storage(cfg: TuneConfig, run_dir: Path):
@@ -297,9 +300,10 @@ def _worker(cfg: TuneConfig, run_dir: str, threads: int, index: int = 0) -> None
         log.info("trial %d %s: %s %s (%d finished of %d)", t.number, t.state.name.lower(), t.values or "",
                  t.params, _finished(study), cfg.trials)
 
-    study.optimize(objective_fn(cfg, run_dir, search_space(cfg.arch, cfg.space)), n_trials=left,
-                   callbacks=[MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)), report],
-                   catch=(RuntimeError, ValueError), gc_after_trial=True)
+    with tracker_env(run_dir, parse_report_to(cfg.report_to)):  # every trial's tracker run in the study's folder
+        study.optimize(objective_fn(cfg, run_dir, search_space(cfg.arch, cfg.space)), n_trials=left,
+                       callbacks=[MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)), report],
+                       catch=(RuntimeError, ValueError), gc_after_trial=True)
 
 
 def _fail_stale_trials(study) -> int:

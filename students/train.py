@@ -33,6 +33,7 @@ from distill.losses import LAYER_TERMS
 from distill.ensemble import open_teacher_runs
 from distill.materials import TeacherRun
 from distill.resume import resumed_config
+from distill.tracking import Trackers, parse_report_to
 from distill.rundir import JsonlLog, clear_run, holds_run, load_weights, read_json, run_lock, write_json, write_text
 from distill.tasks import Task, get_task
 from students import ARCHS
@@ -77,6 +78,7 @@ class StudentConfig:
     hidden_cosine: float = 0.0  # weight of DistilBERT's hidden-state cosine (Sanh et al. 2019), summed over the mapped layers
     relation_heads: int = 0  # relation heads of --value-kl (MiniLMv2); 0 = the teacher's attention heads
     layer_epochs: int = 0  # TinyBERT's two stages: this many epochs of layer-wise terms only, then --epochs of prediction KD; 0 = all terms in one stage
+    report_to: str = "none"  # experiment trackers: none, or tensorboard, wandb, mlflow (comma-separated; offline, inside RUN; pip install '.[track]')
     transfer_split: str = ""  # materials split(s), comma-separated, of unlabelled texts (dumped with --extra NAME=FILE) added to train with the teacher term only
     max_length: int = 0  # token limit per sentence; 0 = the teacher's
     seed: int = 42  # first seed (init, dropout, batch order)
@@ -125,6 +127,7 @@ class StudentConfig:
                 raise DistillInputError(msg)
         if self.task is not None:
             get_task(self.task)
+        parse_report_to(self.report_to)
         self.arch_config()  # validates the arch options
         return get_task(self.task) if self.task else None
 
@@ -374,11 +377,17 @@ def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_f
 
 def _run_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
     # one writer per run directory; seeds run side by side in their own seed-N/ folders
+    names = parse_report_to(cfg.report_to) if world().main else []
+    trackers = Trackers(names, Path(cfg.output_dir), dataclasses.asdict(cfg), eval_split=teacher.task.eval_splits[0]) if names else None
     with run_lock(cfg.output_dir) if world().main else contextlib.nullcontext():
-        return _train_one(cfg, teacher, show_progress, trial_hook)
+        try:
+            return _train_one(cfg, teacher, show_progress, trial_hook, sinks=(trackers,) if trackers else ())
+        finally:
+            if trackers is not None:
+                trackers.close()
 
 
-def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None) -> dict:
+def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, trial_hook=None, sinks: tuple = ()) -> dict:
     import torch
 
     task = teacher.task
@@ -398,7 +407,7 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
         run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.overwrite:  # only now: bad input above left the old run as it was
             clear_run(run_dir)
-    jlog = JsonlLog(run_dir / "log.jsonl", enabled=main_rank)
+    jlog = JsonlLog(run_dir / "log.jsonl", enabled=main_rank, sinks=sinks)
     if main_rank and not cfg.resume:
         write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
                               "teacher_run": str(teacher.root),

@@ -21,6 +21,7 @@ from distill import losses
 from distill import metrics as task_metrics
 from distill.resume import last_complete_checkpoint
 from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
+from distill.tracking import parse_report_to
 from distill.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def training_arguments(cfg, task: Task, n_train: int, ckpt_dir: Path) -> Trainin
         save_steps=cfg.save_steps,
         save_total_limit=2,  # the newest complete checkpoint survives a kill during the next save
         logging_steps=cfg.log_every,
-        report_to="none",
+        report_to=parse_report_to(cfg.report_to) or "none",  # inside distill.tracking.tracker_env (teachers.pipeline)
         seed=cfg.seed,
         bf16=cfg.precision == "bf16",
         fp16=cfg.precision == "fp16",

@@ -32,6 +32,7 @@ from distill.materials import base_manifest, splits_replaced, weights_sha256, wr
 from distill.modeling import POOLINGS
 from distill.resume import changed_settings, flags, resumed_config
 from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json
+from distill.tracking import parse_report_to, tracker_env
 from distill.tasks import Task, get_task
 from teachers.dump import DumpSettings, dump_extra, dump_module, dump_outputs
 
@@ -88,6 +89,7 @@ class TeachConfig:
     pos_weight: str = "sqrt"  # multi-label: weight of each label's positives, sqrt (sqrt(neg/pos) on train: rare labels like threat get learnt) | none
     margin: float = 0.5  # ranking: margin of the margin ranking loss on (more, less) toxic pairs
     label_weights: tuple[str, ...] = ()  # ranking from a multi-label teacher: LABEL=W terms of score = sum W*sigmoid(logit) (default all 1)
+    report_to: str = "none"  # experiment trackers: none, or tensorboard, wandb, mlflow (comma-separated; Trainer's integrations, offline, inside RUN; pip install '.[track]')
     ensemble: tuple[str, ...] = ()  # RUN RUN ...: no training; write these teacher runs' ensemble (materials, metrics) into --output-dir
     teacher_weights: str = ""  # --ensemble: one weight per run, comma-separated (default equal)
 
@@ -121,6 +123,7 @@ class TeachConfig:
         for ok, message in checks:
             if not ok:
                 raise DistillInputError(message)
+        parse_report_to(self.report_to)
         for s in self.splits:
             if s not in task.splits:
                 raise DistillInputError(f"--splits {s}: task {task.name} has splits {', '.join(task.splits)}")
@@ -375,8 +378,10 @@ def _train(cfg: TeachConfig, task: Task, model, tokenizer, data: dict[str, Examp
         from distill.progress import TrainerProgress
 
         callbacks.append(TrainerProgress())
-    summary = finetune(model, tokenizer, task, train_enc, data["train"].gold, evals, cfg, run_dir, jlog,
-                       resume=cfg.resume, callbacks=callbacks)
+    # --report-to: Trainer's own integrations, writing inside the run and offline (distill.tracking)
+    with tracker_env(run_dir, parse_report_to(cfg.report_to)):
+        summary = finetune(model, tokenizer, task, train_enc, data["train"].gold, evals, cfg, run_dir, jlog,
+                           resume=cfg.resume, callbacks=callbacks)
     if not world().main:
         return
     timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
