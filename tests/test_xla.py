@@ -31,8 +31,8 @@ def runs(tmp_path_factory, nodrop_bert, glue_dir):
     kw = dict(teacher=str(nodrop_bert), data_dir=str(glue_dir), epochs=4, splits=("train", "dev"))
     xla = run(teach_cfg(device="xla", output_dir=str(root / "teach-xla"), **kw))
     cfg = teach_cfg(device="cpu", output_dir=str(root / "teach-cpu"), **kw)
-    argv = [a for f in dataclasses.fields(cfg) if f.name not in ("splits", "extra", "label_weights")
-            and getattr(cfg, f.name) is not None and not isinstance(getattr(cfg, f.name), bool)
+    argv = [a for f in dataclasses.fields(cfg)  # every flag with a value (tuples and switches left at their defaults)
+            if getattr(cfg, f.name) is not None and not isinstance(getattr(cfg, f.name), (bool, tuple))
             for a in (f"--{f.name.replace('_', '-')}", str(getattr(cfg, f.name)))]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("USE_TORCH_XLA", None)  # distill.teach sets it for --device cpu before transformers loads
