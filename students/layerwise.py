@@ -87,7 +87,8 @@ class FrozenTeacher:
     @torch.no_grad()
     def __call__(self, input_ids, attention_mask, token_type_ids=None) -> EncoderStates:
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self.takes_token_types else {}
-        self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        with torch.autocast(input_ids.device.type, enabled=False):  # fp32 whatever the student's --precision
+            self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return self.taps.take()
 
 

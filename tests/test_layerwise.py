@@ -280,3 +280,12 @@ def test_peer_textbrewer_general_distiller_runs_the_same_setup(sst2_run, tmp_pat
         r = out["results"][name]
         assert len(r["epoch_seconds"]) == 1 and 0 <= r["dev_accuracy"] <= 1
     assert out["pairs"] == [(0, 0), (1, 1), (2, 2)] and json.loads((tmp_path / "peer.json").read_text())["time_ratio"] > 0
+
+
+def test_layerwise_under_bf16_autocast_keeps_the_teacher_fp32(sst2_run, tmp_path):
+    """A bf16 student (autocast) with the teacher in the loop: the teacher runs outside autocast, the
+    terms are computed in fp32 and stay finite."""
+    run(_cfg(sst2_run["run_dir"], tmp_path / "bf16", epochs=1, precision="bf16", hidden_mse=1.0, attention_kl=1.0, value_kl=1.0))
+    log = [json.loads(x) for x in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    steps = [e for e in log if e["event"] == "train"]
+    assert steps and all(math.isfinite(e["layer"]) and e["layer"] > 0 for e in steps)
