@@ -60,7 +60,7 @@ def bert_names(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.
     layers are renamed and its position table shifted (MPNet numbers positions from padding_idx + 1 = 2,
     BERT from 0: student row i = teacher row i + 2). MPNet's relative-position bias has no BERT
     counterpart and is not copied (a copied layer then attends without it until fine-tuned)."""
-    if config.get("model_type") != "mpnet":
+    if config.get("model_type") not in ("mpnet", "distill_mean_mpnet"):
         return state
     out = {}
     for k, v in state.items():

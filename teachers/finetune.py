@@ -23,6 +23,7 @@ from distill.resume import last_complete_checkpoint
 from distill.rundir import JsonlLog, atomic_dir, read_json, write_json
 from distill.tracking import parse_report_to
 from distill.tasks import Task
+from teachers.hf import make_hf_loadable
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class KeepBest(TrainerCallback):
                     # host copies: safetensors cannot read XLA tensors (a no-op on CPU)
                     model.save_pretrained(tmp, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
                     self.tokenizer.save_pretrained(tmp)
+                    make_hf_loadable(tmp)  # a mean-pooled teacher: its own model_type + code (teachers.hf_remote)
                     write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
                                                    "epoch": state.epoch, "bad_evals": 0})
             self.jlog("best", step=state.global_step, metric=self.key[5:], value=value)

@@ -124,6 +124,55 @@ def set_pooling(model: nn.Module, pooling: str) -> None:
     model.config.distill_pooling = "mean"
 
 
+_REGISTERED = []
+
+
+def register_mean_pooled() -> None:
+    """Let transformers' Auto classes load the ``distill_mean_*`` folders distill writes, here in
+    distill's own process, without running the folder's code (``teachers.hf_remote`` is the same code)."""
+    if _REGISTERED:
+        return
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from teachers.hf_remote import MEAN_POOLED
+
+    for cfg_cls, model_cls in MEAN_POOLED.values():
+        AutoConfig.register(cfg_cls.model_type, cfg_cls)
+        AutoModelForSequenceClassification.register(cfg_cls, model_cls)
+    _REGISTERED.append(True)
+
+
+def make_hf_loadable(folder: Path) -> bool:
+    """Rewrite a saved mean-pooled teacher folder so plain transformers loads it right with
+    ``trust_remote_code=True`` (and refuses it without): its own ``model_type``, ``auto_map`` and
+    ``distill_modeling.py`` (``teachers.hf_remote``). Weights untouched. Returns whether it changed."""
+    import json
+    import shutil
+
+    from teachers.hf_remote import MEAN_POOLED
+
+    path = Path(folder) / "config.json"
+    conf = json.loads(path.read_text())
+    base = conf.get("model_type")
+    if conf.get("distill_pooling") != "mean" or base not in MEAN_POOLED:
+        return False
+    cfg_cls, model_cls = MEAN_POOLED[base]
+    conf.update(model_type=cfg_cls.model_type, architectures=[model_cls.__name__],
+                auto_map={"AutoConfig": f"distill_modeling.{cfg_cls.__name__}",
+                          "AutoModelForSequenceClassification": f"distill_modeling.{model_cls.__name__}"})
+    shutil.copyfile(Path(__file__).with_name("hf_remote.py"), Path(folder) / "distill_modeling.py")
+    from distill.rundir import write_json
+
+    write_json(path, conf)
+    return True
+
+
+def is_mean_pooled_class(model: nn.Module) -> bool:
+    from teachers.hf_remote import MEAN_POOLED
+
+    return isinstance(model, tuple(m for _, m in MEAN_POOLED.values()))
+
+
 def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     """(model, tokenizer) for a teacher name, local folder or fine-tuned run folder.
 
@@ -135,6 +184,7 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    register_mean_pooled()
     path = resolve_teacher(name)
     kwargs = {}
     if task is not None:
@@ -162,7 +212,8 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
         ) from exc
     if pooling == "auto":
         pooling = getattr(model.config, "distill_pooling", None) or sentence_transformers_pooling(path) or "cls"
-    set_pooling(model, pooling)
+    if not is_mean_pooled_class(model):  # a distill_mean_* folder's class pools by itself
+        set_pooling(model, pooling)
     missing = [k for k in info.get("missing_keys", ()) if not (pooling == "mean" and ".pooler." in f".{k}")]
     if task is None and missing:
         raise DistillInputError(
@@ -217,3 +268,21 @@ class HFTeacher(nn.Module):
         if self.score_weights is not None:  # [B, C] label logits -> [B, 1] severity score
             logits = (torch.sigmoid(logits.float()) * self.score_weights).sum(-1, keepdim=True)
         return ModelOutput(logits=logits, pooled=pooled)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m teachers.hf RUN/best``: bring a teacher folder written before mean-pooled folders
+    carried their own model type up to date (transformers then loads it with trust_remote_code)."""
+    import sys
+
+    folders = sys.argv[1:] if argv is None else argv
+    for f in folders:
+        if not (Path(f) / "config.json").is_file():
+            print(f"error: {f} has no config.json; pass a teacher model folder such as RUN/best", file=sys.stderr)
+            return 2
+        print(f"{f}: {'rewritten' if make_hf_loadable(Path(f)) else 'nothing to do (not a mean-pooled BERT/MPNet folder, or done)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,6 +35,7 @@ from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, 
 from distill.tracking import parse_report_to, tracker_env
 from distill.tasks import Task, get_task
 from teachers.dump import DumpSettings, dump_extra, dump_module, dump_outputs
+from teachers.hf import make_hf_loadable
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,7 @@ def _run(cfg: TeachConfig, task: Task, show_progress: bool) -> dict:
         # dump-only straight from a fine-tuned folder: keep a copy so the run is self-contained
         model.save_pretrained(best_dir)
         tokenizer.save_pretrained(best_dir)
+        make_hf_loadable(best_dir)
     metrics = _dump(cfg, task, model, tokenizer, data, extras, run_dir, jlog, timings, show_progress)
     jlog("done", metrics=metrics)
     return {"run_dir": str(run_dir), "metrics": metrics, "timings": timings}
