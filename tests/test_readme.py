@@ -28,7 +28,7 @@ def _commands() -> list[tuple[str, str, list[str]]]:
                          cmd.strip())
             for m in re.finditer(r"python -m ([\w.]+)(.*?)(?=$|\s*(?:&&|;|\||>|python -m))", cmd.strip()):
                 argv = shlex.split(m.group(2))
-                if any(a in ("...", "…") or re.fullmatch(r"[A-Z][A-Z_0-9]*", a) or "$" in a for a in argv):
+                if any(a in ("...", "…") or re.fullmatch(r"[A-Z][A-Z_0-9]*(/.*)?", a) or "$" in a for a in argv):
                     continue
                 out.append((doc.name, m.group(1), argv))
     return out
