@@ -293,8 +293,35 @@ def model_card(cfg: StudentConfig, meta: dict, metrics: dict, summary: dict, tea
             lines.append(f"| {split} | {k} | {v:.4f} | {'' if t is None else f'{t:.4f}'} |")
     lines += ["", "## Reproduce", "", "```", command_line(cfg), "```", "",
               f"Arch options: `{json.dumps(cfg.options)}`", "",
-              "Predict: `python -m distill.predict RUN --input FILE` (uses only this run directory).", ""]
-    return "\n".join(lines)
+              "Predict: `distill predict RUN --input FILE` (uses only this run directory).", ""]
+    return hub_metadata(cfg, meta, metrics) + "\n".join(lines)
+
+
+# the offline teachers' Hub names, for a card's base_model
+_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
+
+
+def hub_metadata(cfg: StudentConfig, meta: dict, metrics: dict) -> str:
+    """The Hub's model-card header (YAML between --- lines, written by huggingface_hub): task,
+    dataset, the dev metric as an eval result, the teacher as base_model when it has a Hub name,
+    the distillation recipe as tags."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from teachers.hf import teacher_family
+
+    task = get_task(meta["task"])
+    dataset = "glue" if task.name in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli") else task.name
+    source = meta.get("teacher_source") or ""
+    base = _HUB_NAMES.get(teacher_family(source) or "") or (source if source.count("/") == 1 and not Path(source).exists() else None)
+    split = task.eval_splits[0]
+    results = [EvalResult(task_type="text-classification", dataset_type=dataset, dataset_name=task.name, dataset_config=task.name,
+                          dataset_split=split, metric_type=k, metric_value=float(v)) for k, v in metrics.get(split, {}).items()
+               if k != "teacher_agreement"]
+    data = ModelCardData(library_name="distill", pipeline_tag="text-classification", datasets=[dataset], base_model=base,
+                         metrics=[r.metric_type for r in results], model_name=f"{cfg.arch}-student-{task.name}",
+                         tags=["knowledge-distillation", f"student-{cfg.arch}", f"kd-loss-{cfg.kd_loss}" if cfg.kd else "no-kd"],
+                         eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def resolved_for(cfg: StudentConfig, teacher: TeacherRun) -> StudentConfig:
@@ -420,7 +447,9 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
             "num_labels": task.num_labels, "is_pair": task.is_pair, "pair_input": ARCHS[cfg.arch][1].pair_input,
             "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id, "teacher_width": setup.teacher_width,
             "max_length": cfg.max_length, "num_parameters": n_params,
-            "teacher": teacher.manifest["teacher"] if teacher.ensemble is None else ensemble_card(teacher)}
+            "teacher": teacher.manifest["teacher"] if teacher.ensemble is None else ensemble_card(teacher),
+            "teacher_source": (read_json(teacher.root / "config.json").get("teacher") if teacher.ensemble is None
+                               and (teacher.root / "config.json").is_file() else None)}
 
     def save_best(m, dev_metrics):
         save_model(m, run_dir / "model", {**meta, "dev_metrics": dev_metrics}, extra_files=tokenizer.save_pretrained)

@@ -369,3 +369,16 @@ def test_fp16_steps_through_the_gradient_scaler(sst2_run, tmp_path, monkeypatch)
     blob = torch.load(tmp_path / "fp16" / "checkpoint" / "optim.pt", weights_only=True)
     assert blob["scaler"]["scale"] > 0 and "numpy_rng" in blob and "python_rng" in blob
     assert 0.5 <= res["metrics"]["dev"]["accuracy"] <= 1.0
+
+
+def test_model_card_header_parses_as_a_hub_card(cnn_run, sst2_run):
+    """The student's README.md opens with the Hub's metadata (huggingface_hub reads it back)."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((Path(cnn_run["run_dir"]) / "README.md").read_text())
+    d = card.data
+    assert d.library_name == "distill" and d.pipeline_tag == "text-classification" and d.datasets == ["glue"]
+    (res,) = d.eval_results
+    assert (res.dataset_name, res.dataset_split, res.metric_type) == ("sst2", "dev", "accuracy")
+    assert res.metric_value == pytest.approx(cnn_run["metrics"]["dev"]["accuracy"])
+    assert "knowledge-distillation" in d.tags and "python -m distill.student" in card.text
