@@ -17,6 +17,7 @@ COMMANDS = {
     "export": ("distill.export", "write a run's model as ONNX (and ONNX int8), checked against PyTorch"),
     "bench": ("benchmarks.__main__", "accuracy against throughput for a teacher and its students on this machine"),
     "launch": ("distill.launch", "run teach or student on every TPU core (torch-xla's launcher)"),
+    "push": ("distill.push", "upload a run's model (and its card) to the Hugging Face Hub (needs the network)"),
 }
 
 

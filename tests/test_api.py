@@ -59,3 +59,29 @@ def test_python_api_fine_tune(tiny_bert, glue_dir, tmp_path):
                         max_length=32, batch_size=16, device="cpu", splits=("train", "dev"), output_dir=str(tmp_path / "t"))
     assert set(res["metrics"]) == {"train", "dev"} and (tmp_path / "t" / "materials" / "manifest.json").is_file()
     assert distill.load(res["run_dir"]).labels(["a wonderful film"])[0] in ("negative", "positive")
+
+
+def test_push_uploads_the_model_folder_with_its_card(cnn_run_for_push, monkeypatch, capsys):
+    """distill push, offline: the folder and files it would upload, and the Hub calls it makes (mocked)."""
+    from huggingface_hub import HfApi
+
+    from distill.push import PushConfig, run as push
+
+    run_dir = cnn_run_for_push
+    plan = push(PushConfig(str(run_dir), "someone/cnn-sst2", dry_run=True))
+    assert plan["folder"] == str(run_dir / "model") and {"model.safetensors", "student.json", "README.md"} <= set(plan["files"])
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"], kw["folder_path"])) or "c1")
+    out = push(PushConfig(str(run_dir), "someone/cnn-sst2", private=True))
+    assert out["uploaded"] and calls == [("create", "someone/cnn-sst2", {"private": True, "exist_ok": True}),
+                                         ("upload", "someone/cnn-sst2", str(run_dir / "model"))]
+    assert main(["push", str(run_dir), "not-a-repo-id"]) == 2
+    assert "must be user/name" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cnn_run_for_push(sst2_run, tmp_path):
+    res = distill.distil(arch="cnn", materials=sst2_run["run_dir"], output_dir=str(tmp_path / "cnn"), epochs=1,
+                         batch_size=16, device="cpu", num_filters=8)
+    return Path(res["run_dir"])
