@@ -111,3 +111,20 @@ def test_continuation_and_workers_draw_new_settings(sst2_run, space_file, tmp_pa
     run(TuneConfig(**{**cfg.__dict__, "trials": 4}))
     lrs = [t.params["lr"] for t in open_study(cfg.resolved("sst2"), tmp_path / "s").get_trials()]
     assert len(lrs) == 4 and len(set(lrs)) == 4
+
+
+def test_report_to_logs_one_tracker_run_per_trial(sst2_run, space_file, tmp_path, monkeypatch):
+    """--report-to tensorboard on a study: each trial's scalars in its own folder of RUN/tensorboard,
+    kept when the trial's own run directory is removed."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    out = tmp_path / "tracked"
+    run(tune_cfg(sst2_run, space_file, out, trials=2, report_to="tensorboard"))
+    folders = sorted(p for p in (out / "tensorboard").iterdir() if p.is_dir())
+    assert [p.name for p in folders] == ["0000", "0001"]  # one run per trial, named by trial number
+    for f in folders:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        assert {"eval/dev_accuracy", "train/epoch_seconds"} <= set(acc.Tags()["scalars"])  # 20 steps: under --log-every
