@@ -64,15 +64,16 @@ class Ensemble:
         """The ensemble's identity: the members' weight hashes and weights, in order."""
         return ensemble_sha256([(r.weights_sha256, w) for r, w in zip(self.runs, self.weights)])
 
-    def combine(self, split: str, first: Materials) -> np.ndarray:
-        """The ensemble's logits on ``split``, in the row order of ``first`` (the first run's materials)."""
+    def combine(self, split: str, ids: list[str], first_logits: np.ndarray, kind: str) -> np.ndarray:
+        """The ensemble's logits on ``split``, in the row order of ``ids`` (the first run's rows, whose
+        logits are ``first_logits``); each other member's materials are read and matched by id."""
         from distill import materials
 
-        logits = [np.asarray(first.logits)]
+        logits = [np.asarray(first_logits)]
         for r in self.runs[1:]:
             mat = materials.load(r.root, split, task=r.task.name, teacher_sha256=r.weights_sha256, mmap=True)
-            logits.append(np.asarray(mat.logits)[member_rows(first.ids, mat, f"--materials {r.root}")])
-        return combine_logits(first.manifest["kind"], logits, self.weights, self.temperature)
+            logits.append(np.asarray(mat.logits)[member_rows(ids, mat, f"--materials {r.root}")])
+        return combine_logits(kind, logits, self.weights, self.temperature)
 
 
 def parse_weights(spec: str, n: int) -> list[float]:

@@ -64,25 +64,25 @@ def parse_layer_map(spec: str, student_layers: int, teacher_layers: int) -> list
 
 
 class FrozenTeacher:
-    """The teacher run's fine-tuned model for inference inside the student's loop, its taps set on the
-    hidden states and attention layers the mapping reads. Not an ``nn.Module`` attribute of anything
+    """The teacher run's fine-tuned model for inference inside the student's loop; ``LayerKD`` sets its
+    ``taps`` on the hidden states and attention layers the mapping reads. Not an ``nn.Module`` attribute of anything
     trained: its weights stay out of the student's state dict, checkpoints and optimisers."""
 
-    def __init__(self, model: nn.Module, hidden: set[int], attention: set[int], device: torch.device):
+    def __init__(self, model: nn.Module, device: torch.device):
         from teachers.dump import prepack_linears
 
         self.model = model.eval().requires_grad_(False).to(device)
         self.prepacked = prepack_linears(self.model) if device.type == "cpu" else 0  # the dump's fast fp32 path
-        self.taps = EncoderTaps(self.model, hidden, attention)
+        self.taps: EncoderTaps | None = None
         self.takes_token_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
         self.config = self.model.config
 
     @classmethod
-    def load(cls, model_dir: Path | str, hidden: set[int], attention: set[int], device: torch.device) -> FrozenTeacher:
+    def load(cls, model_dir: Path | str, device: torch.device) -> FrozenTeacher:
         from teachers.hf import load_teacher
 
         model, _ = load_teacher(str(model_dir))
-        return cls(model, hidden, attention, device)
+        return cls(model, device)
 
     @torch.no_grad()
     def __call__(self, input_ids, attention_mask, token_type_ids=None) -> EncoderStates:
@@ -127,7 +127,6 @@ class LayerKD(nn.Module):
         s_att = {p[0] for p in self.attention_pairs} | ({self.last_pair[0]} if self.last_pair else set())
         t_att = {p[1] for p in self.attention_pairs} | ({self.last_pair[1]} if self.last_pair else set())
         self.student_taps = EncoderTaps(student, {s for s, _ in self.hidden_pairs}, s_att)
-        teacher.taps.remove()
         teacher.taps = EncoderTaps(teacher.model, {t for _, t in self.hidden_pairs}, t_att)
 
     @property

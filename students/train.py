@@ -227,9 +227,9 @@ def split_data(teacher: TeacherRun, split: str, tokenizer, max_length: int, siam
                        teacher.weights_sha256, info.get("ids_sha256"), info.get("text_sha256"))
     if teacher.ensemble is None:
         return data
-    first = materials.load(teacher.root, split, task=teacher.task.name, teacher_sha256=teacher.weights_sha256, mmap=True)
     # several teachers: the ensemble's targets on the first run's rows; pooled vectors live in different spaces
-    return dataclasses.replace(data, teacher_logits=teacher.ensemble.combine(split, first), teacher_embeddings=None)
+    logits = teacher.ensemble.combine(split, data.ids, data.teacher_logits, teacher.task.kind)
+    return dataclasses.replace(data, teacher_logits=logits, teacher_embeddings=None)
 
 
 def ensemble_card(teacher: TeacherRun) -> dict:
@@ -483,7 +483,7 @@ def new_layer_kd(cfg: StudentConfig, setup: Setup, model):
 
     s_layers, t_layers = model.bert_config.num_hidden_layers, int(setup.teacher_conf.get("num_hidden_layers", 0))
     pairs = parse_layer_map(cfg.layer_map, s_layers, t_layers)
-    teacher = FrozenTeacher.load(setup.teacher.model_dir, set(), set(), torch_device(cfg.device))
+    teacher = FrozenTeacher.load(setup.teacher.model_dir, torch_device(cfg.device))
     return LayerKD(model, teacher, pairs, {k: getattr(cfg, k) for k in LAYER_TERMS}, cfg.relation_heads)
 
 

@@ -41,7 +41,7 @@ def write_ensemble(runs: list[str], output_dir: str, *, weights: str = "", task:
     combined = {}
     for split in splits:
         mat = materials.load(first.root, split, task=first.task.name, teacher_sha256=first.weights_sha256)
-        combined[split] = (mat, ens.combine(split, mat))
+        combined[split] = (mat, ens.combine(split, mat.ids, mat.logits, first.task.kind))
     members = [{"run": str(Path(r.root).resolve()), "name": r.manifest["teacher"]["name"], "weights_sha256": r.weights_sha256,
                 "weight": w} for r, w in zip(ens.runs, ens.weights)]
     identity = materials.ensemble_sha256([(m["weights_sha256"], m["weight"]) for m in members])
