@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the local CPU wheel: anything else drags in CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,lint,onnx,int8,track]'
+	$(PY) -m pip install -q -e '.[dev,lint,onnx,int8,track,kaggle]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -44,7 +44,7 @@ from distill.data import load_split
 from distill.errors import DistillInputError
 from distill.inference import encode, length_sorted_batches, predict_arrays, resolve_workers
 from distill.rundir import read_json, write_json
-from distill.tasks import get_task
+from distill.tasks import task_from_record
 from teachers.dump import DumpSettings, dump_module, dump_outputs
 
 
@@ -131,7 +131,7 @@ def run(cfg: DumpSpeedConfig) -> dict:  # noqa: PLR0915 - one measurement from s
     from teachers import load_teacher
 
     run_cfg = read_json(Path(cfg.run_dir) / "config.json")
-    task = get_task(run_cfg["task"])
+    task = task_from_record(run_cfg)
     ex = load_split(task, cfg.split, cfg.data_dir or run_cfg.get("data_dir"))
     if cfg.limit:
         ex = ex.select(cfg.limit)

@@ -24,6 +24,7 @@ import torch
 
 from distill import metrics as task_metrics
 from distill.inference import autocast, encode, length_sorted_batches, pad_batch
+from distill.tasks import task_record
 from distill.rundir import read_json
 from distill.timing import Budget, dev_data, file_order_batches, time_batches
 
@@ -169,7 +170,7 @@ def measure_run(run_dir: str | Path, backends=BACKENDS, budget: Budget | None = 
     in_order = {bs: file_order_batches(enc, bs, pad) for bs in budget.batch_sizes}
     sorted_batches = [(idx, pad_batch(enc, idx, pad)) for idx in length_sorted_batches(enc.lengths, 128)]
 
-    out = {"run_dir": str(run_dir), "kind": kind, "arch": cfg.get("arch") or cfg.get("teacher"), "task": task.name,
+    out = {"run_dir": str(run_dir), "kind": kind, "arch": cfg.get("arch") or cfg.get("teacher"), **task_record(task),
            "params": sum(p.numel() for p in model.parameters()), "size_bytes": weights.stat().st_size,
            "dev_examples": len(ex), "dev_tokens": int(enc.lengths.sum()),
            "tokenize": {"seconds": tok_s, "examples_per_s": len(ex) / tok_s}, "backends": {}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.tasks import get_task
+from distill.tasks import task_from_record
 
 
 def label(model: dict) -> str:
@@ -25,7 +25,7 @@ def short(model: dict) -> str:
 def score_key(models: list[dict]) -> str:
     """The accuracy column: the task's primary metric, or — where the dev split has no gold (a
     ranking task scored by its teacher alone) — the agreement with the teacher."""
-    key = get_task(models[0]["task"]).primary_metric
+    key = task_from_record(models[0]).primary_metric
     ok = all(key in r["metrics"] for m in models for r in m["backends"].values() if "metrics" in r)
     return key if ok else "teacher_agreement"
 
@@ -96,7 +96,7 @@ def plot_pareto(results: dict, path: Path, batch_size: str) -> None:
 def markdown(results: dict, batch_sizes: list[str]) -> str:
     s = results["summary"]
     mach = results["machine"]
-    task = get_task(results["models"][0]["task"])
+    task = task_from_record(results["models"][0])
     key = score_key(results["models"])
     lines = [f"# Benchmark report — {task.name}", "",
              f"Machine: {mach['cpu']}, {mach['cpu_count']} cores, torch {mach['torch']} ({mach['torch_threads']} threads), "

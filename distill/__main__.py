@@ -18,6 +18,8 @@ COMMANDS = {
     "bench": ("benchmarks.__main__", "accuracy against throughput for a teacher and its students on this machine"),
     "launch": ("distill.launch", "run teach or student on every TPU core (torch-xla's launcher)"),
     "push": ("distill.push", "upload a run's model (and its card) to the Hugging Face Hub (needs the network)"),
+    "kaggle": ("distill.kaggle_bundle", "write a Kaggle kernel bundle (metadata, wheelhouse, script) that runs one distill command"),
+    "convert": ("distill.convert", "turn a Google BERT release folder (TensorFlow checkpoint) into a transformers folder"),
 }
 
 

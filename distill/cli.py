@@ -165,3 +165,14 @@ def run_cli(fn: Callable[[], int | None]) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def dataclass_main(cls, prog: str, doc: str | None, fn: Callable, argv: list[str] | None) -> int:
+    """The whole ``main`` of a command whose flags are the fields of ``cls`` and whose result is
+    ``fn(config)``, printed as JSON."""
+    quiet_transformers()
+
+    def body():
+        print_result(fn(config_from(cls, dataclass_parser(cls, prog, doc).parse_args(argv))))
+
+    return run_cli(body)

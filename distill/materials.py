@@ -35,7 +35,7 @@ from distill import __version__
 from distill.data import Examples, ids_sha256
 from distill.errors import DistillInputError
 from distill.rundir import atomic_dir, read_json, sha256_file, write_json, write_npy, write_text
-from distill.tasks import Task
+from distill.tasks import Task, task_record
 
 FORMAT_VERSION = 1
 ARRAYS = ("logits", "soft", "embeddings", "labels", "pairs")
@@ -65,7 +65,7 @@ def versions() -> dict[str, str]:
 
 def base_manifest(task: Task, *, teacher: dict, tokenizer: dict, max_length: int, temperature: float) -> dict:
     """The split-independent part of a manifest; two dumps may share a folder only if these agree."""
-    return {"format": FORMAT_VERSION, "task": task.name, "kind": task.kind, "label_names": list(task.label_names),
+    return {"format": FORMAT_VERSION, **task_record(task), "kind": task.kind, "label_names": list(task.label_names),
             "teacher": teacher, "tokenizer": tokenizer, "max_length": max_length, "temperature": temperature}
 
 
@@ -414,7 +414,7 @@ class TeacherRun:
 
 def open_teacher_run(path: str, task: str | None) -> TeacherRun:
     """The teacher run behind ``--materials PATH``, its weights checked against the manifest's hash."""
-    from distill.tasks import get_task
+    from distill.tasks import task_from_record
 
     mat = materials_dir(path)
     if not (mat / "manifest.json").is_file():
@@ -436,16 +436,16 @@ def open_teacher_run(path: str, task: str | None) -> TeacherRun:
         raise DistillInputError(f"--materials {path}: the materials were dumped by a different teacher than {model_dir} "
                                 f"(weights {str(manifest['teacher'].get('weights_sha256'))[:12]}… vs {sha[:12]}…); "
                                 f"re-dump them with python -m distill.teach --output-dir {root} --dump-only")
-    return TeacherRun(root, manifest, get_task(manifest["task"]), model_dir, sha)
+    return TeacherRun(root, manifest, task_from_record(manifest), model_dir, sha)
 
 
 def eval_materials(run_dir: str | Path):
     """The teacher's materials for the task's evaluation split (dev) of a run: a student's come
     from its teacher run, a teacher's from itself."""
     from distill.rundir import resolve_run
-    from distill.tasks import get_task
+    from distill.tasks import task_from_record
 
     run_dir = resolve_run(run_dir)
     cfg = read_json(run_dir / "config.json")
-    task = get_task(cfg["task"])
+    task = task_from_record(cfg)
     return load(cfg.get("teacher_run") or run_dir, task.eval_splits[0], task=task.name)

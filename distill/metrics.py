@@ -89,7 +89,7 @@ def auc_metrics(task: Task, logits: np.ndarray, labels: np.ndarray, groups: list
 
 def compute(task: Task, logits: np.ndarray, gold: np.ndarray, groups: list[str] | None = None) -> dict[str, float]:
     """The task's metrics for logits [N, C] against ``gold`` — labels [N] / [N, C], or for ranking
-    the annotator pairs [P, 2] — and, for AUC, per ``groups`` [N]; every value a plain float."""
+    the annotator pairs [P, 2] — and, for AUC and accuracy, per ``groups`` [N]; every value a plain float."""
     logits = np.asarray(logits)
     preds = predictions(task, logits)
     gold = np.asarray(gold)
@@ -107,4 +107,8 @@ def compute(task: Task, logits: np.ndarray, gold: np.ndarray, groups: list[str] 
             out.update(auc_metrics(task, logits, gold, groups))
         else:
             out[name] = float(fns[name]())
+            if name == "accuracy" and groups is not None:  # XNLI: per language too
+                g = np.asarray(groups)
+                out.update({f"accuracy_{lang}": float(accuracy_score(gold[g == lang], preds[g == lang]))
+                            for lang in sorted(set(groups))})
     return out

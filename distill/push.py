@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.cli import config_from, dataclass_parser, field_docs, print_result, quiet_transformers, run_cli
+from distill.cli import dataclass_main, field_docs
 from distill.errors import DistillInputError
 from distill.rundir import read_json, resolve_run
 
@@ -57,13 +57,7 @@ def run(cfg: PushConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_transformers()
-
-    def body():
-        cfg = config_from(PushConfig, dataclass_parser(PushConfig, "python -m distill.push", __doc__).parse_args(argv))
-        print_result(run(cfg))
-
-    return run_cli(body)
+    return dataclass_main(PushConfig, "python -m distill.push", __doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -202,9 +202,9 @@ def resolve_run(run_dir: str | Path) -> Path:
     seeds = sorted(run_dir.glob("seed-*/metrics.json"))
     if not seeds:
         raise DistillInputError(f"{run_dir} holds no finished seed run; finish it with python -m distill.student --output-dir {run_dir} --resume")
-    from distill.tasks import get_task
+    from distill.tasks import task_from_record
 
-    task = get_task(cfg["task"])
+    task = task_from_record(cfg)
 
     def score(f):  # the task metric on dev; the teacher agreement where dev has no gold (ranking by scores)
         dev = read_json(f).get(task.eval_splits[0], {})

@@ -8,7 +8,7 @@ Jigsaw adds ``multilabel`` and ``ranking`` without changing anything that reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from distill.errors import DistillInputError
@@ -39,7 +39,7 @@ class Task:
     hub: tuple[str, str] | None = None  # (path, config) for datasets.load_dataset
     hub_text_fields: tuple[str, ...] = ()  # text fields in the Hub dataset
     splits: dict[str, SplitFile] = field(default_factory=dict)
-    loader: str = "glue"  # reader in distill.data: glue (TSV / Hub) or jigsaw2018 | jigsaw2022 | jigsaw2020 (Kaggle CSVs)
+    loader: str = "glue"  # reader in distill.data: glue (TSV / Hub), jigsaw2018 | jigsaw2022 | jigsaw2020 (Kaggle CSVs), or generic (files / a datasets dataset named by flags)
     positive: int = 1  # classification: the label whose probability ROC AUC scores (binary tasks)
 
     @property
@@ -126,6 +126,15 @@ TASKS.update({
 })
 
 
+# XNLI (distill.data.xnli): the 15-language dev/test files of XNLI-1.0 and XNLI-MT-1.0's translated
+# MultiNLI training files; labels in the Hub's order; accuracy also per language (the rows' groups)
+TASKS["xnli"] = Task("xnli", "classification", ("entailment", "neutral", "contradiction"), ("accuracy",),
+                     hub=("facebook/xnli", "<lang>"), hub_text_fields=("premise", "hypothesis"), loader="xnli",
+                     splits={"train": SplitFile("multinli.train.<lang>.tsv", ("premise", "hypo"), "label", None, "train"),
+                             "dev": SplitFile("xnli.dev.tsv", ("sentence1", "sentence2"), "gold_label", None, "validation"),
+                             "test": SplitFile("xnli.test.tsv", ("sentence1", "sentence2"), "gold_label", None, "test")})
+
+
 def get_task(name: str) -> Task:
     """Look a task up by its CLI name; unknown names get a DistillInputError listing the known ones."""
     try:
@@ -134,3 +143,32 @@ def get_task(name: str) -> Task:
         raise DistillInputError(
             f"unknown task {name!r} (--task): choose one of {', '.join(sorted(TASKS))}"
         ) from None
+
+
+# ---- tasks defined by flags (any CSV/TSV/JSONL files or `datasets` dataset; distill.data.generic) ----
+
+
+def is_builtin(task: Task) -> bool:
+    return TASKS.get(task.name) is task
+
+
+def task_record(task: Task) -> dict:
+    """What a run directory records about its task: the name, and for a task defined by flags its
+    whole definition (``task_spec``), so every later command rebuilds it without the flags."""
+    if is_builtin(task):
+        return {"task": task.name}
+    spec = asdict(task)
+    spec["splits"] = {k: asdict(v) for k, v in task.splits.items()}
+    return {"task": task.name, "task_spec": spec}
+
+
+def task_from_record(record: dict) -> Task:
+    """The Task of a run record (config.json, a materials manifest, student.json): ``task_spec`` if
+    the run's task was defined by flags, else the built-in task of that name."""
+    spec = record.get("task_spec")
+    if not spec:
+        return get_task(record["task"])
+    tuples = lambda d, keys: {k: (tuple(v) if k in keys and v is not None else v) for k, v in d.items()}  # noqa: E731
+    splits = {k: SplitFile(**tuples(v, ("text_columns", "header"))) for k, v in spec["splits"].items()}
+    fields = tuples({k: v for k, v in spec.items() if k != "splits"}, ("label_names", "metrics", "hub", "hub_text_fields"))
+    return Task(**fields, splits=splits)

@@ -32,6 +32,7 @@ from distill.errors import DistillInputError
 from distill.tracking import parse_report_to, tracker_env
 from distill.resume import changed_settings, flags
 from distill.rundir import read_json, write_json, write_text
+from distill.tasks import task_record
 
 log = logging.getLogger("distill.tune")  # the same name under python -m and in spawned workers
 
@@ -334,7 +335,7 @@ def run(cfg: TuneConfig, *, show_progress: bool = False) -> dict:
             raise DistillInputError(f"--output-dir {run_dir} holds a study run with other {flags(diff)}; "
                                     f"repeat its flags to continue it or choose a new --output-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(saved, {"kind": "tune", **dataclasses.asdict(cfg), "task": teacher.task.name, "search_space": space})
+    write_json(saved, {"kind": "tune", **dataclasses.asdict(cfg), **task_record(teacher.task), "search_space": space})
     study = open_study(cfg, run_dir)
     if not cfg.storage and (n := _fail_stale_trials(study)):
         log.warning("%d trial(s) left running by a killed run were marked failed; their numbers are not reused", n)

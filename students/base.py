@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.hf_modeling import SiameseCore
 from distill.modeling import ModelOutput
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ class Student(nn.Module):
         return [emb.weight] if isinstance(emb, nn.Embedding) and emb.sparse and emb.weight.requires_grad else []
 
 
-class SiameseStudent(Student):
-    """A sentence encoder over word vectors (cnn, bilstm): ``encode`` each sentence alone, read
-    ``[u, v, |u-v|, u*v]`` for pairs, and ``classify`` the pooled vector. The config needs
-    ``embed_dim`` (0 = the teacher's width) and ``embedding`` (sparse | dense | frozen)."""
+class SiameseStudent(Student, SiameseCore):
+    """A sentence encoder over word vectors (cnn, bilstm): its layers and forward pass are the
+    ``distill.hf_modeling`` core (the code a saved folder ships); this adds the training-side word
+    table. The config needs ``embed_dim`` (0 = the teacher's width) and ``embedding`` (sparse | dense | frozen)."""
 
     pair_input = "siamese"
 
@@ -49,12 +50,16 @@ class SiameseStudent(Student):
         super().__init__()
         self.cfg, self.is_pair = cfg, is_pair
         self.embed_dim = cfg.embed_dim or teacher_width
-        self.embedding = make_embedding(vocab_size, self.embed_dim, pad_id, cfg.embedding)
+        self.vocab_size, self.pad_id = vocab_size, pad_id
+
+    def word_table(self) -> dict:
+        """The word-table arguments of the core's ``build_*``: the table trains as ``cfg.embedding`` says."""
+        return dict(vocab_size=self.vocab_size, embed_dim=self.embed_dim, pad_id=self.pad_id,
+                    embedding=make_embedding(self.vocab_size, self.embed_dim, self.pad_id, self.cfg.embedding))
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
-        u = self.encode(input_ids, attention_mask)
-        pooled = pair_features(u, self.encode(input_ids_b, attention_mask_b)) if self.is_pair else u
-        return ModelOutput(logits=self.classify(pooled), pooled=pooled)
+        logits, pooled = self.pooled_logits(input_ids, attention_mask, input_ids_b, attention_mask_b)
+        return ModelOutput(logits=logits, pooled=pooled)
 
 
 def check_embedding_options(embed_dim: int, embedding: str) -> None:
@@ -112,13 +117,3 @@ def load_teacher_weights(teacher_dir: str | Path) -> tuple[dict[str, torch.Tenso
     if not state:
         raise FileNotFoundError(f"{teacher_dir} has no *.safetensors weights")
     return state, json.loads((teacher_dir / "config.json").read_text())
-
-
-def pair_features(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Siamese pair feature [u, v, |u-v|, u*v] (Conneau et al. 2017; Tang et al. 2019). [B, D] x2 -> [B, 4D]."""
-    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
-
-
-def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max over time of x [B, L, D] where mask [B, L] is 1 -> [B, D] (padding never wins)."""
-    return x.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(x.dtype).min).amax(dim=1)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from distill.cli import field_docs
-from students.base import SiameseStudent, check_embedding_options, masked_max
+from distill.hf_modeling import BiLSTMCore
+from students.base import SiameseStudent, check_embedding_options
 
 
 @field_docs
@@ -39,38 +37,13 @@ SEARCH_SPACE = {
 }
 
 
-def reverse_within_length(mask: torch.Tensor) -> torch.Tensor:
-    """[B, L] 0/1 mask of right-padded rows -> [B, L] gather index that reverses each row's real
-    tokens (position t < n -> n-1-t) and leaves its padding where it is."""
-    pos = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)  # [1, L]
-    n = mask.sum(1, keepdim=True)  # [B, 1]
-    return torch.where(pos < n, n - 1 - pos, pos)
-
-
-class BiLSTM(SiameseStudent):
+class BiLSTM(SiameseStudent, BiLSTMCore):
     arch = "bilstm"
 
     def __init__(self, cfg: BiLSTMConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool, teacher_width: int):
         super().__init__(cfg, vocab_size=vocab_size, pad_id=pad_id, is_pair=is_pair, teacher_width=teacher_width)
-        dim = self.embed_dim
-        # Two one-way LSTMs instead of nn.LSTM(bidirectional=True) over a packed sequence: each row is
-        # reversed within its own length for the backward pass, which gives the packed result exactly,
-        # needs no sort/pack, and exports to ONNX (packed sequences do not).
-        self.lstm_fwd = nn.LSTM(dim, cfg.hidden, num_layers=1, batch_first=True)
-        self.lstm_bwd = nn.LSTM(dim, cfg.hidden, num_layers=1, batch_first=True)
-        self.pooled_dim = (4 if is_pair else 1) * 2 * cfg.hidden
-        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(self.pooled_dim, cfg.mlp_hidden), nn.ReLU(),
-                                  nn.Dropout(cfg.dropout), nn.Linear(cfg.mlp_hidden, num_labels))
-
-    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, L] token ids -> [B, 2 * hidden], max-pooled over the real tokens."""
-        x = self.embedding(ids)  # [B, L, D]
-        fwd, _ = self.lstm_fwd(x)  # right padding never reaches a real position going forwards
-        rev = reverse_within_length(mask)  # [B, L] index: real tokens reversed, padding in place
-        rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(1)  # [B, 1]
-        bwd, _ = self.lstm_bwd(x[rows, rev])
-        bwd = bwd[rows, rev]  # the same permutation undoes itself
-        return masked_max(torch.cat([fwd, bwd], dim=-1), mask)  # [B, L, 2H] -> [B, 2H]
+        self.build_bilstm(**self.word_table(), hidden=cfg.hidden, mlp_hidden=cfg.mlp_hidden, dropout=cfg.dropout,
+                          num_labels=num_labels, is_pair=is_pair)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # runs saved with one nn.LSTM(bidirectional=True) named "lstm"
@@ -79,6 +52,3 @@ class BiLSTM(SiameseStudent):
             new = "lstm_bwd." + name.replace("_reverse", "") if name.endswith("_reverse") else "lstm_fwd." + name
             state_dict[prefix + new] = state_dict.pop(k)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.head(pooled)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from distill.cli import field_docs
+from distill.hf_modeling import TextCNNCore
 from students.base import SiameseStudent, check_embedding_options
 
 
@@ -43,32 +40,10 @@ SEARCH_SPACE = {
 }
 
 
-class TextCNN(SiameseStudent):
+class TextCNN(SiameseStudent, TextCNNCore):
     arch = "cnn"
 
     def __init__(self, cfg: CNNConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool, teacher_width: int):
         super().__init__(cfg, vocab_size=vocab_size, pad_id=pad_id, is_pair=is_pair, teacher_width=teacher_width)
-        self.convs = nn.ModuleList(nn.Conv1d(self.embed_dim, cfg.num_filters, k) for k in cfg.filter_sizes)
-        self.dropout = nn.Dropout(cfg.dropout)
-        feat = cfg.num_filters * len(cfg.filter_sizes)
-        self.pooled_dim = 4 * feat if is_pair else feat
-        self.classifier = nn.Linear(self.pooled_dim, num_labels)
-
-    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, L] token ids -> [B, filters * widths] max-over-time features."""
-        # zero the padding (the teacher's [PAD] vector is not zero), then k_max-1 zero columns so every
-        # width has a window even for a 1-token sentence; unconditional, so ONNX export keeps it
-        x = (self.embedding(ids) * mask.unsqueeze(-1).to(self.embedding.weight.dtype)).transpose(1, 2)  # [B, D, L]
-        x = F.pad(x, (0, max(self.cfg.filter_sizes) - 1))  # [B, D, L + k_max - 1]
-        lengths = mask.sum(1, keepdim=True)  # [B, 1]
-        feats = []
-        for conv, k in zip(self.convs, self.cfg.filter_sizes):
-            h = conv(x)  # [B, F, L + k_max - k]
-            # windows that start inside the sentence (at least one per sentence): padding-invariant
-            pos = torch.arange(h.shape[2], device=ids.device)[None, :]
-            valid = pos < (lengths - k + 1).clamp(min=1)  # [B, L']
-            feats.append(h.masked_fill(~valid.unsqueeze(1), torch.finfo(h.dtype).min).amax(dim=2))  # [B, F]
-        return F.relu(torch.cat(feats, dim=-1))  # relu after the max: the same value, on [B, F*widths] only
-
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(pooled))
+        self.build_cnn(**self.word_table(), filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
+                       num_labels=num_labels, is_pair=is_pair)

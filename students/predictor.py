@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distill.errors import DistillInputError
 from distill.rundir import read_json, resolve_run
-from distill.tasks import get_task
+from distill.tasks import task_from_record
 from students.train import load_student
 from teachers import HFTeacher, load_teacher
 
@@ -18,7 +18,7 @@ def load_predictor(run_dir: Path, device: str = "cpu"):
     (for a ``--seeds`` run: its best seed)."""
     run_dir = resolve_run(run_dir)
     cfg = read_json(run_dir / "config.json")
-    task = get_task(cfg["task"])
+    task = task_from_record(cfg)
     kind = cfg.get("kind")
     if kind == "teacher":
         if not (run_dir / "best" / "config.json").is_file():

@@ -35,7 +35,7 @@ from distill.materials import TeacherRun
 from distill.resume import resumed_config
 from distill.tracking import Trackers, parse_report_to
 from distill.rundir import JsonlLog, clear_run, holds_run, load_weights, read_json, run_lock, write_json, write_text
-from distill.tasks import Task, get_task
+from distill.tasks import Task, get_task, task_from_record, task_record
 from students import ARCHS
 from students.base import load_teacher_weights
 from students.loop import FitOptions, SplitData, add_transfer, evaluate, fit, save_model
@@ -263,11 +263,37 @@ def load_student(model_dir: Path):
     """(model, tokenizer, meta) from a student's ``RUN/model`` folder (nothing outside it)."""
     from transformers import AutoTokenizer
 
+    from distill.hf_modeling import register_auto_classes
+
+    register_auto_classes()  # the folder's config.json is a distill_student: no remote-code prompt here
     meta = read_json(model_dir / "student.json")
     model = build_student(meta["arch"], meta["options"], vocab_size=meta["vocab_size"], num_labels=meta["num_labels"],
                           pad_id=meta["pad_id"], is_pair=meta["is_pair"], teacher_width=meta["teacher_width"])
     model.load_state_dict(load_weights(model_dir / "model.safetensors", "re-train the student (--overwrite)"))
     return model.eval(), AutoTokenizer.from_pretrained(model_dir), meta
+
+
+def write_hf_config(folder: Path, model, meta: dict) -> None:
+    """config.json + ``distill_modeling.py`` beside the student's weights, so plain transformers loads
+    the folder: ``AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)``
+    (the custom-code convention, ``auto_map``). The label order is the config's ``id2label``."""
+    import shutil
+
+    from distill import hf_modeling
+
+    task = task_from_record(meta)
+    cls = hf_modeling.STUDENTS[meta["arch"]]
+    args = {k: v for k, v in model.build_args.items() if k != "embedding"}
+    conf = hf_modeling.DistillStudentConfig(
+        arch=meta["arch"], student=args, max_seq_length=meta["max_length"], num_labels=meta["num_labels"],
+        id2label=dict(enumerate(meta["label_names"])), label2id={n: i for i, n in enumerate(meta["label_names"])},
+        problem_type={"regression": "regression", "ranking": "regression", "multilabel": "multi_label_classification"}.get(
+            task.kind, "single_label_classification"),
+        pad_token_id=meta["pad_id"], architectures=[cls.__name__],
+        auto_map={"AutoConfig": "distill_modeling.DistillStudentConfig",
+                  "AutoModelForSequenceClassification": f"distill_modeling.{cls.__name__}"})
+    conf.save_pretrained(folder)
+    shutil.copyfile(hf_modeling.__file__, Path(folder) / "distill_modeling.py")
 
 
 def _file_size(path: Path) -> int:
@@ -309,7 +335,7 @@ def hub_metadata(cfg: StudentConfig, meta: dict, metrics: dict) -> str:
 
     from teachers.hf import teacher_family
 
-    task = get_task(meta["task"])
+    task = task_from_record(meta)
     dataset = "glue" if task.name in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli") else task.name
     source = meta.get("teacher_source") or ""
     base = _HUB_NAMES.get(teacher_family(source) or "") or (source if source.count("/") == 1 and not Path(source).exists() else None)
@@ -436,14 +462,14 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
             clear_run(run_dir)
     jlog = JsonlLog(run_dir / "log.jsonl", enabled=main_rank, sinks=sinks)
     if main_rank and not cfg.resume:
-        write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), "task": task.name,
+        write_json(cfg_file, {"kind": "student", **dataclasses.asdict(cfg), **task_record(task),
                               "teacher_run": str(teacher.root),
                               "teacher_weights_sha256": teacher.identity,
                               "command": command_line(cfg)})
     jlog("start", mode="resume" if cfg.resume else "train", arch=cfg.arch, device=cfg.device,
          torch_threads=torch.get_num_threads(), train=len(train), dev=len(dev))
     n_params = sum(p.numel() for p in model.parameters())
-    meta = {"arch": cfg.arch, "options": cfg.options, "task": task.name, "label_names": list(task.label_names),
+    meta = {"arch": cfg.arch, "options": cfg.options, **task_record(task), "label_names": list(task.label_names),
             "num_labels": task.num_labels, "is_pair": task.is_pair, "pair_input": ARCHS[cfg.arch][1].pair_input,
             "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id, "teacher_width": setup.teacher_width,
             "max_length": cfg.max_length, "num_parameters": n_params,
@@ -452,7 +478,8 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
                                and (teacher.root / "config.json").is_file() else None)}
 
     def save_best(m, dev_metrics):
-        save_model(m, run_dir / "model", {**meta, "dev_metrics": dev_metrics}, extra_files=tokenizer.save_pretrained)
+        save_model(m, run_dir / "model", {**meta, "dev_metrics": dev_metrics},
+                   extra_files=lambda folder: (tokenizer.save_pretrained(folder), write_hf_config(folder, m, meta)))
 
     opts = FitOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitOptions) if hasattr(cfg, f.name)})
     progress = None
@@ -562,7 +589,7 @@ def _run_seeds(base: StudentConfig, teacher: TeacherRun, show_progress: bool) ->
         raise DistillInputError(f"--output-dir {root} already holds a run; pass --resume to continue it or choose a new --output-dir")
     if main_rank:
         root.mkdir(parents=True, exist_ok=True)
-        write_json(root / "config.json", {"kind": "student-seeds", **dataclasses.asdict(base), "task": teacher.task.name,
+        write_json(root / "config.json", {"kind": "student-seeds", **dataclasses.asdict(base), **task_record(teacher.task),
                                           "command": command_line(base) + f" --seeds {base.seeds}"})
     per_seed = {}
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from torch import nn
 
 from distill.cli import field_docs
 from distill.errors import DistillInputError
+from distill.hf_modeling import MeanBertCore
 from distill.modeling import ModelOutput
 from students.base import EMBEDDING_MODES, Student, project_embeddings, word_embeddings
 
@@ -75,8 +76,9 @@ def bert_names(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.
     return out
 
 
-class TransformerStudent(Student):
-    """transformers' BertModel, masked mean pooling, dropout, linear head. Pairs are packed."""
+class TransformerStudent(Student, MeanBertCore):
+    """transformers' BertModel, masked mean pooling, dropout, linear head (``distill.hf_modeling``'s
+    core, the code a saved folder ships). Pairs are packed."""
 
     arch = "transformer"
     pair_input = "packed"
@@ -84,22 +86,17 @@ class TransformerStudent(Student):
     def __init__(self, cfg: TransformerConfig, *, vocab_size: int, num_labels: int, pad_id: int, is_pair: bool,
                  teacher_width: int):
         super().__init__()
-        from transformers import BertConfig, BertModel
-
         self.cfg, self.is_pair = cfg, is_pair
         hidden = cfg.hidden or teacher_width
         heads = cfg.heads or max(1, hidden // 64)
         if hidden % heads:
             raise ValueError(f"--hidden {hidden} is not divisible by --heads {heads}")
-        self.bert_config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=cfg.layers,
-                                      num_attention_heads=heads, intermediate_size=cfg.intermediate or 4 * hidden,
-                                      hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
-                                      pad_token_id=pad_id, max_position_embeddings=512, type_vocab_size=2)
-        self.bert = BertModel(self.bert_config, add_pooling_layer=False)
+        self.build_encoder(bert=dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=cfg.layers,
+                                     num_attention_heads=heads, intermediate_size=cfg.intermediate or 4 * hidden,
+                                     hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+                                     pad_token_id=pad_id, max_position_embeddings=512, type_vocab_size=2),
+                           dropout=cfg.dropout, num_labels=num_labels)
         self.bert.embeddings.word_embeddings.weight.requires_grad_(cfg.embedding != "frozen")
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.pooled_dim = hidden
-        self.classifier = nn.Linear(hidden, num_labels)
 
     @property
     def embedding(self) -> nn.Embedding:
@@ -142,7 +139,5 @@ class TransformerStudent(Student):
                  [i * step for i in range(self.cfg.layers)], missing[:3])
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, input_ids_b=None, attention_mask_b=None):
-        h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(h.dtype)  # [B, L, 1]
-        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # masked mean, [B, H]
-        return ModelOutput(logits=self.classifier(self.dropout(pooled)), pooled=pooled)
+        logits, pooled = self.pooled_logits(input_ids, attention_mask, token_type_ids)
+        return ModelOutput(logits=logits, pooled=pooled)

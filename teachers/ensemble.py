@@ -17,6 +17,7 @@ from distill import metrics as task_metrics
 from distill.ensemble import open_teacher_runs
 from distill.errors import DistillInputError
 from distill.rundir import clear_run, holds_run, read_json, write_json
+from distill.tasks import task_record
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def write_ensemble(runs: list[str], output_dir: str, *, weights: str = "", task:
     if overwrite:
         clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {"kind": "ensemble", "task": first.task.name, "members": members,
+    write_json(run_dir / "config.json", {"kind": "ensemble", **task_record(first.task), "members": members,
                                          "max_length": first.manifest["max_length"],
                                          "command": shlex.join(["python", "-m", "distill.teach", "--ensemble", *runs,
                                                                 "--output-dir", str(output_dir)]

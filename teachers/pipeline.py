@@ -25,6 +25,7 @@ import numpy as np
 from distill import metrics as task_metrics
 from distill.cli import field_docs
 from distill.data import Examples, iter_text_file, load_split
+from distill.data.xnli import train_languages
 from distill.devices import DEVICES, keep_libraries_off_xla, resolve_device, world
 from distill.errors import DistillInputError
 from distill.inference import resolve_workers
@@ -33,7 +34,7 @@ from distill.modeling import POOLINGS
 from distill.resume import changed_settings, flags, resumed_config
 from distill.rundir import JsonlLog, clear_run, holds_run, read_json, run_lock, write_json
 from distill.tracking import parse_report_to, tracker_env
-from distill.tasks import Task, get_task
+from distill.tasks import Task, get_task, task_record
 from teachers.dump import DumpSettings, dump_extra, dump_module, dump_outputs
 from teachers.hf import make_hf_loadable
 
@@ -45,11 +46,20 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 @field_docs
 @dataclass
 class TeachConfig:
-    task: str = "sst2"  # task name from distill.tasks (GLUE: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; Jigsaw: jigsaw-toxic, jigsaw-severity, jigsaw-multilingual)
+    task: str = "sst2"  # task name from distill.tasks (GLUE: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; Jigsaw: jigsaw-toxic, jigsaw-severity, jigsaw-multilingual; xnli)
     teacher: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "mpnet" (offline all-mpnet-base-v2, `make base`), a Hub name (bert-base-uncased), a local folder or a teacher run
     pooling: str = "auto"  # sentence vector for the head: auto (the teacher's own: mean for sentence-transformers folders like MiniLM, else cls) | cls | mean
-    data_dir: str | None = None  # classic glue_data folder (GLUE; leave out to load from the Hub), or the Kaggle files' folder (Jigsaw)
+    data_dir: str | None = None  # classic glue_data folder (GLUE; leave out to load from the Hub), the Kaggle files' folder (Jigsaw), or the folder holding XNLI-1.0/ and XNLI-MT-1.0/
     output_dir: str = ""  # run directory (default runs/teach-<task>)
+    train_file: str = ""  # your own task: a train .csv/.tsv/.jsonl with a header (then --task names the new task)
+    dev_file: str = ""  # your own task: the labelled dev file, which picks the best evaluation
+    test_file: str = ""  # your own task: a test file (labels optional), dumped like dev
+    dataset: str = ""  # your own task from `datasets`: a Hub name (needs the network) or a local folder of train/validation files
+    dataset_config: str = ""  # --dataset's configuration, e.g. sst2 for nyu-mll/glue
+    text_columns: tuple[str, ...] = ()  # your own task: the text column, or two for sentence pairs
+    label_column: str = ""  # your own task: the gold column (several, comma-separated: multi-label)
+    task_kind: str = ""  # your own task: classification | regression | multilabel (default: inferred; integer labels need it)
+    metrics: tuple[str, ...] = ()  # your own task: metrics, the first picks the best evaluation (default by kind: accuracy | pearson spearman | auc)
     epochs: float = 3.0  # BERT fine-tunes for 2-4 epochs (Devlin et al. 2019)
     lr: float | None = None  # peak AdamW lr (default: the teacher's: 1e-4 for small MiniLM, 2e-5 for MPNet and any other)
     batch_size: int = 32  # examples per optimiser step (per device), before accumulation
@@ -81,6 +91,7 @@ class TeachConfig:
     prepack: bool = True  # CPU fp32 dump: Linear layers through oneDNN with weights prepacked once (MKL's eager sgemm runs AVX2 code on AMD CPUs, 2.4x slower there), the FFN's erf GELU fused into its linear; off with --compile
     shard_size: int = 100_000  # --extra files are labelled this many rows at a time (memory bound; a kill loses one shard)
     skip_bad_rows: bool = False  # drop malformed/empty rows with a warning instead of stopping
+    train_languages: tuple[str, ...] = ("en",)  # XNLI: languages of the translated training files, en (zero-shot) | all | codes
     valid_fraction: float = 0.1  # Jigsaw: share of train held out as dev (Kaggle ships no dev), stratified, seeded
     folds: int = 0  # Jigsaw: k-fold instead of --valid-fraction, dev = fold --fold of K (0 = off)
     fold: int = 0  # Jigsaw: which fold (0-based) is dev when --folds is set
@@ -96,7 +107,7 @@ class TeachConfig:
 
     def validate(self) -> Task:
         """Check every flag before anything is read or written; returns the task."""
-        task = get_task(self.task)
+        task = self.own_task() or get_task(self.task)
         checks = [
             (self.epochs > 0, "--epochs must be > 0"),
             (self.lr is None or self.lr > 0, "--lr must be > 0"),
@@ -136,6 +147,7 @@ class TeachConfig:
             if name in task.splits or names.count(name) > 1:
                 raise DistillInputError(f"--extra name {name!r} clashes with another split; choose another NAME")
         self.holdout().validate()
+        train_languages(self.train_languages)
         for w in self.label_weights:
             name, _, value = w.partition("=")
             try:
@@ -143,6 +155,20 @@ class TeachConfig:
             except ValueError:
                 raise DistillInputError(f"--label-weights {w!r} must be LABEL=NUMBER, e.g. severe_toxic=2") from None
         return task
+
+    def own_task(self) -> Task | None:
+        """The task --train-file / --dataset and the column flags define (read once to check it), or None."""
+        from distill.data import GenericSpec, generic_task
+
+        own = ("dev_file", "test_file", "dataset_config", "text_columns", "label_column", "task_kind", "metrics")
+        if not (self.train_file or self.dataset):
+            given = [f"--{f.replace('_', '-')}" for f in own if getattr(self, f)]
+            if given:
+                raise DistillInputError(f"{', '.join(given)} define your own task: add --train-file or --dataset")
+            return None
+        return generic_task(GenericSpec(self.task, self.train_file, self.dev_file, self.test_file, self.dataset,
+                                        self.dataset_config, tuple(self.text_columns), self.label_column, self.task_kind,
+                                        tuple(self.metrics)))
 
     def holdout(self):
         from distill.data.holdout import Holdout
@@ -158,7 +184,7 @@ class TeachConfig:
         merged.update(overrides, output_dir=str(run_dir))
         merged["device"] = overrides.get("device", "auto")  # the saved device is the machine's, not the user's
         merged["overwrite"] = overrides.get("overwrite", False)  # what started the run, not what continues it
-        for k in ("splits", "extra", "label_weights"):
+        for k in ("splits", "extra", "label_weights", "text_columns", "metrics", "train_languages"):
             merged[k] = tuple(merged.get(k) or ())
         return cls(**merged)
 
@@ -217,7 +243,8 @@ def _check_run_dir(cfg: TeachConfig, run_dir: Path) -> None:
 def _load_split(task: Task, cfg: TeachConfig, split: str) -> Examples:
     """One split as the run defines it: its data dir, holdout and (train) sample limit, the same for
     training, its --resume and every re-dump."""
-    ex = load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout())
+    ex = load_split(task, split, cfg.data_dir, skip_bad_rows=cfg.skip_bad_rows, holdout=cfg.holdout(),
+                    languages=train_languages(cfg.train_languages))
     return ex.select(cfg.max_train_samples) if split == "train" and cfg.max_train_samples else ex
 
 
@@ -330,7 +357,7 @@ def _run(cfg: TeachConfig, task: Task, show_progress: bool) -> dict:
             clear_run(run_dir)
     jlog = JsonlLog(run_dir / "log.jsonl", enabled=rank.main)
     if rank.main and not (cfg.dump_only and (run_dir / "config.json").is_file()):
-        write_json(run_dir / "config.json", {"kind": "teacher", **dataclasses.asdict(cfg)})
+        write_json(run_dir / "config.json", {"kind": "teacher", **dataclasses.asdict(cfg), **task_record(task)})
     jlog("start", mode="dump_only" if cfg.dump_only else ("resume" if cfg.resume else "train"), device=cfg.device,
          torch_threads=torch.get_num_threads(), processes=rank.size)
     timings: dict[str, float] = read_json(run_dir / "timings.json") if (run_dir / "timings.json").is_file() else {}

@@ -10,7 +10,7 @@ from distill.tasks import TASKS, get_task
 
 def test_task_table_covers_glue():
     assert set(TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli",
-                          "jigsaw-toxic", "jigsaw-severity", "jigsaw-multilingual"}
+                          "jigsaw-toxic", "jigsaw-severity", "jigsaw-multilingual", "xnli"}
     assert {t.kind for t in TASKS.values()} == {"classification", "regression", "multilabel", "ranking"}
     assert get_task("jigsaw-toxic").num_labels == 6 and not get_task("jigsaw-toxic").is_pair
     assert get_task("cola").primary_metric == "mcc"
@@ -18,6 +18,7 @@ def test_task_table_covers_glue():
     assert get_task("stsb").kind == "regression" and get_task("stsb").metrics == ("pearson", "spearman")
     assert get_task("mnli").eval_splits == ("dev_matched", "dev_mismatched")
     assert get_task("mnli").num_labels == 3 and get_task("mnli").is_pair
+    assert get_task("xnli").is_pair and get_task("xnli").label_names == ("entailment", "neutral", "contradiction")
     assert not get_task("sst2").is_pair and get_task("rte").is_pair
     with pytest.raises(DistillInputError, match="unknown task 'sst3'.*sst2"):
         get_task("sst3")

@@ -96,3 +96,51 @@ def test_a_teacher_run_writes_the_loadable_folder_and_cls_teachers_load_as_they_
     cls_best = Path(sst2_run["run_dir"]) / "best"  # [CLS] pooling: BERT's own pooler, nothing to rewrite
     assert json.loads((cls_best / "config.json").read_text())["model_type"] == "bert"
     np.testing.assert_allclose(np.array(plain_transformers(cls_best, trust=False)["logits"]), distill_logits(cls_best), atol=1e-5)
+
+
+# a student folder in plain transformers: siamese students take each sentence of a pair alone
+_PLAIN_STUDENT = """
+import json, sys
+for name in ("distill", "teachers", "students", "benchmarks"):
+    sys.modules[name] = None
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder, pairs = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+enc = lambda *t: tok(*t, padding=True, truncation=True, max_length=model.config.max_seq_length, return_tensors="pt")
+a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+if model.config.arch == "transformer":
+    inputs = enc(a, b) if b[0] else enc(a)
+else:
+    inputs = {k: v for k, v in enc(a).items() if k != "token_type_ids"}
+    if b[0]:
+        second = enc(b)
+        inputs.update(input_ids_b=second["input_ids"], attention_mask_b=second["attention_mask"])
+with torch.no_grad():
+    logits = model(**inputs).logits
+print(json.dumps({"logits": logits.tolist(), "labels": model.config.id2label, "class": type(model).__name__}))
+"""
+
+
+@pytest.mark.parametrize("arch", ["cnn", "bilstm", "transformer"])
+@pytest.mark.parametrize("task", ["sst2", "mrpc"])
+def test_every_student_loads_in_plain_transformers(arch, task, sst2_run, mrpc_run, tmp_path):
+    from distill.api import load
+    from students.train import StudentConfig, run
+
+    teacher = sst2_run if task == "sst2" else mrpc_run
+    res = run(StudentConfig(materials=teacher["run_dir"], output_dir=str(tmp_path / arch), arch=arch, epochs=1, batch_size=16,
+                            save_steps=0, device="cpu", options={"cnn": {"num_filters": 8}, "bilstm": {"hidden": 8},
+                                                                 "transformer": {"layers": 1}}[arch]))
+    pairs = [("a wonderful film", "loved it"), ("dull and slow , a waste of time", "a waste"), ("loved it", "dull")]
+    texts = pairs if task == "mrpc" else [(a, "") for a, _ in pairs]
+    proc = subprocess.run([sys.executable, "-c", _PLAIN_STUDENT, str(Path(res["run_dir"]) / "model"), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=300, cwd="/", stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["class"].startswith("Distill") and got["class"].endswith("ForSequenceClassification")
+    want = load(res["run_dir"]).predict(pairs if task == "mrpc" else [a for a, _ in pairs])
+    np.testing.assert_allclose(np.array(got["logits"]), want, atol=1e-5)
+    names = json.loads((Path(res["run_dir"]) / "model" / "student.json").read_text())["label_names"]
+    assert [got["labels"][str(i)] for i in range(len(names))] == names  # the label order travels in config.json

@@ -95,7 +95,7 @@ def test_students_are_padding_invariant_and_transformer_copies_teacher_layers(ti
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     from students import BiLSTM, BiLSTMConfig
-    from students.base import masked_max
+    from distill.hf_modeling import masked_max
 
     lstm = BiLSTM(BiLSTMConfig(embed_dim=8, hidden=6), vocab_size=50, num_labels=2, pad_id=0, is_pair=False,
                   teacher_width=32).eval()
