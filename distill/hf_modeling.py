@@ -228,8 +228,9 @@ class _StudentModel(PreTrainedModel):
     def _init_weights(self, module):
         pass  # torch's default initialisation; a saved folder's weights replace it
 
-    def _output(self, logits, pooled, labels, return_dict=True):
-        return SequenceClassifierOutput(loss=_loss(self.config, logits, labels), logits=logits, hidden_states=(pooled,))
+    def _output(self, logits, pooled, labels):
+        """The pooled sentence vector is distill's own output contract; transformers' carries the logits."""
+        return SequenceClassifierOutput(loss=_loss(self.config, logits, labels), logits=logits)
 
 
 class DistillTextCNNForSequenceClassification(_StudentModel, TextCNNCore):
@@ -268,15 +269,18 @@ STUDENTS = {"cnn": DistillTextCNNForSequenceClassification, "bilstm": DistillBiL
             "transformer": DistillTransformerForSequenceClassification}
 
 
+_REGISTERED = []
+
+
 def register_auto_classes():
     """Let transformers' Auto classes read the folders distill writes in distill's own process,
     without running a folder's copy of this file (idempotent)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    if "distill_student" in getattr(AutoConfig, "_distill_registered", ()):
+    if _REGISTERED:
         return
     for cfg_cls, model_cls in MEAN_POOLED.values():
         AutoConfig.register(cfg_cls.model_type, cfg_cls, exist_ok=True)
         AutoModelForSequenceClassification.register(cfg_cls, model_cls, exist_ok=True)
     AutoConfig.register(DistillStudentConfig.model_type, DistillStudentConfig, exist_ok=True)
-    AutoConfig._distill_registered = ("distill_student",)
+    _REGISTERED.append(True)

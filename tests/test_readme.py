@@ -27,6 +27,8 @@ def _commands() -> list[tuple[str, str, list[str]]]:
             cmd = re.sub(r"(^|&&|;)\s*distill ([a-z]+)\b", lambda m: f"{m.group(1)} python -m {COMMANDS[m.group(2)][0].removesuffix('.__main__')}",
                          cmd.strip())
             for m in re.finditer(r"python -m ([\w.]+)(.*?)(?=$|\s*(?:&&|;|\||>|python -m))", cmd.strip()):
+                if m.group(1).split(".")[0] not in ("distill", "teachers", "students", "benchmarks"):
+                    continue  # python -m venv / pip: not this project's flags
                 argv = shlex.split(m.group(2))
                 if any(a in ("...", "…") or re.fullmatch(r"[A-Z][A-Z_0-9]*(/.*)?", a) or "$" in a for a in argv):
                     continue
@@ -47,6 +49,8 @@ def _parse(module: str, argv: list[str]):
         "distill.teach": ("teachers.pipeline", "TeachConfig"), "distill.tune": ("distill.tune", "TuneConfig"),
         "distill.augment": ("distill.augment", "AugmentConfig"), "distill.predict": ("distill.predict", "PredictConfig"),
         "distill.export": ("distill.export", "ExportConfig"), "benchmarks": ("benchmarks.__main__", "BenchConfig"),
+        "distill.convert": ("distill.convert", "ConvertConfig"), "distill.kaggle_bundle": ("distill.kaggle_bundle", "KaggleConfig"),
+        "distill.push": ("distill.push", "PushConfig"),
         "benchmarks.dump_speed": ("benchmarks.dump_speed", "DumpSpeedConfig"),
         "benchmarks.precision": ("benchmarks.precision", "PrecisionConfig"),
         "benchmarks.peer_textbrewer": ("benchmarks.peer_textbrewer", "PeerConfig"),
