@@ -296,6 +296,19 @@ def write_hf_config(folder: Path, model, meta: dict) -> None:
     shutil.copyfile(hf_modeling.__file__, Path(folder) / "distill_modeling.py")
 
 
+def migrate_model_folder(model_dir: Path) -> bool:
+    """Give a student ``RUN/model`` folder written before students shipped their transformers config
+    its config.json + ``distill_modeling.py`` (weights untouched). Returns whether it changed."""
+    model_dir = Path(model_dir)
+    if (model_dir / "config.json").is_file():
+        return False
+    meta = read_json(model_dir / "student.json")
+    model = build_student(meta["arch"], meta["options"], vocab_size=meta["vocab_size"], num_labels=meta["num_labels"],
+                          pad_id=meta["pad_id"], is_pair=meta["is_pair"], teacher_width=meta["teacher_width"])
+    write_hf_config(model_dir, model, meta)
+    return True
+
+
 def _file_size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 

@@ -144,3 +144,12 @@ def test_every_student_loads_in_plain_transformers(arch, task, sst2_run, mrpc_ru
     np.testing.assert_allclose(np.array(got["logits"]), want, atol=1e-5)
     names = json.loads((Path(res["run_dir"]) / "model" / "student.json").read_text())["label_names"]
     assert [got["labels"][str(i)] for i in range(len(names))] == names  # the label order travels in config.json
+    if arch == "cnn" and task == "sst2":  # a folder from before: the one-line migration writes the same config
+        from students.hf import main as migrate
+
+        model = Path(res["run_dir"]) / "model"
+        before = json.loads((model / "config.json").read_text())
+        (model / "config.json").unlink()
+        (model / "distill_modeling.py").unlink()
+        assert migrate([res["run_dir"]]) == 0 and migrate([res["run_dir"]]) == 0
+        assert json.loads((model / "config.json").read_text()) == before and (model / "distill_modeling.py").is_file()
