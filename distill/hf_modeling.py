@@ -226,7 +226,9 @@ class _StudentModel(PreTrainedModel):
     main_input_name = "input_ids"
 
     def _init_weights(self, module):
-        pass  # torch's default initialisation; a saved folder's weights replace it
+        """torch's own initialisation, as distill's students start (a saved folder's weights replace it)."""
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
 
     def _output(self, logits, pooled, labels):
         """The pooled sentence vector is distill's own output contract; transformers' carries the logits."""

@@ -263,25 +263,3 @@ class HFTeacher(nn.Module):
         if self.score_weights is not None:  # [B, C] label logits -> [B, 1] severity score
             logits = (torch.sigmoid(logits.float()) * self.score_weights).sum(-1, keepdim=True)
         return ModelOutput(logits=logits, pooled=pooled)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m teachers.hf RUN/best``: bring a teacher folder written before mean-pooled folders
-    carried their own model type up to date (transformers then loads it with trust_remote_code).
-    A student's folder (RUN/model) is done by ``python -m students.hf RUN/model``."""
-    import sys
-
-    folders = sys.argv[1:] if argv is None else argv
-    for f in folders:
-        if (Path(f) / "student.json").is_file():
-            print(f"error: {f} is a student's folder; run python -m students.hf {f}", file=sys.stderr)
-            return 2
-        if not (Path(f) / "config.json").is_file():
-            print(f"error: {f} has no config.json; pass a teacher model folder such as RUN/best", file=sys.stderr)
-            return 2
-        print(f"{f}: {'rewritten' if make_hf_loadable(Path(f)) else 'nothing to do (not a mean-pooled BERT/MPNet folder, or done)'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

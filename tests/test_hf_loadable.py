@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from teachers.hf import HFTeacher, load_teacher, main as migrate, make_hf_loadable, set_pooling
+from students.hf import main as migrate
+from teachers.hf import HFTeacher, load_teacher, make_hf_loadable, set_pooling
 
 TEXTS = ["a wonderful film", "dull and slow , a waste of time", "loved it"]
 
@@ -145,8 +146,6 @@ def test_every_student_loads_in_plain_transformers(arch, task, sst2_run, mrpc_ru
     names = json.loads((Path(res["run_dir"]) / "model" / "student.json").read_text())["label_names"]
     assert [got["labels"][str(i)] for i in range(len(names))] == names  # the label order travels in config.json
     if arch == "cnn" and task == "sst2":  # a folder from before: the one-line migration writes the same config
-        from students.hf import main as migrate
-
         model = Path(res["run_dir"]) / "model"
         before = json.loads((model / "config.json").read_text())
         (model / "config.json").unlink()
