@@ -193,8 +193,8 @@ def load_generic(task: Task, split: str, *, skip_bad_rows: bool = False) -> Exam
         if c not in ds.column_names:
             flag = "--text-columns" if c in spec.text_columns else "--label-column"
             raise DistillInputError(f"{source} has no column {c!r} ({flag}); its columns are: {', '.join(ds.column_names)}")
-    texts = [ds[c] for c in spec.text_columns]
-    rows = ds["idx"] if "idx" in ds.column_names else list(range(len(ds)))
+    texts = [list(ds[c]) for c in spec.text_columns]  # plain lists: indexed row by row below
+    rows = list(ds["idx"]) if "idx" in ds.column_names else list(range(len(ds)))
     empty = [i for i in range(len(ds)) if not all(isinstance(t[i], str) and t[i].strip() for t in texts)]
     if empty and not skip_bad_rows:
         raise DistillInputError(f"{source}: row {empty[0]} has an empty text; fix it or pass --skip-bad-rows to drop such rows")
@@ -213,7 +213,8 @@ def _labels(task: Task, ds, cols: list[str], keep: list[int], source: str) -> np
         if not np.isin(y, (0.0, 1.0)).all():
             raise DistillInputError(f"{source}: multi-label columns {', '.join(cols)} must hold 0/1 values")
         return y
-    raw = [ds[cols[0]][i] for i in keep]
+    column = list(ds[cols[0]])  # once, not per row
+    raw = [column[i] for i in keep]
     if task.kind == "regression":
         return np.asarray(raw, dtype=np.float32)
     import datasets

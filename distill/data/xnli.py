@@ -82,7 +82,7 @@ def load_xnli(task: Task, split: str, data_dir, languages: tuple[str, ...], skip
     path = root / "XNLI-1.0" / task.splits[split].file
     ds = read_table(path, "--data-dir")
     _need(ds, ("language", "gold_label", "sentence1", "sentence2"), path)
-    return _examples(split, [f"{split}-{i}" for i in range(len(ds))], ds["sentence1"], ds["sentence2"],
+    return _examples(split, [f"{split}-{i}" for i in range(len(ds))], list(ds["sentence1"]), list(ds["sentence2"]),
                      _label_ids(task, ds["gold_label"], str(path)), [str(x) for x in ds["language"]], str(path), skip_bad_rows)
 
 
