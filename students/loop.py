@@ -337,7 +337,8 @@ def train_epoch(loop: Loop, epoch: int) -> float:
     if world.size > 1:  # a last batch with fewer rows than processes would leave one without work
         batches = [b for b in batches if len(b) >= world.size]
     loop.step_module.train()
-    t0, epoch_secs = time.perf_counter(), 0.0
+    # a resumed epoch counts the training seconds its checkpoint saved (batches redone after a kill count once)
+    t0, epoch_secs = time.perf_counter(), state.get("epoch_elapsed", 0.0) if state["batch"] else 0.0
     run_loss = run_n = 0.0
     with loop.bar(f"epoch {epoch + 1}/{opts.epochs}", len(batches)) as b:
         if b is not None and state["batch"]:
@@ -363,6 +364,7 @@ def train_epoch(loop: Loop, epoch: int) -> float:
                 dt = time.perf_counter() - t0  # evaluation and checkpoint writes stay out of the epoch time
                 epoch_secs += dt
                 state["train_seconds"] += dt
+                state["epoch_elapsed"] = round(epoch_secs, 3)
                 if mid_eval:
                     evaluate_dev(loop, round(epoch + state["batch"] / len(batches), 3), epoch_secs)
                 if world.main:  # a mid-epoch evaluation is checkpointed with it, so --resume keeps its best
@@ -370,7 +372,8 @@ def train_epoch(loop: Loop, epoch: int) -> float:
                 t0 = time.perf_counter()
     dt = time.perf_counter() - t0
     state["train_seconds"] += dt
-    state["epoch_seconds"].append(round(epoch_secs + dt, 3))  # the last part of the epoch if it was resumed
+    state["epoch_seconds"].append(round(epoch_secs + dt, 3))
+    state["epoch_elapsed"] = 0.0
     return epoch_secs + dt
 
 

@@ -206,6 +206,8 @@ def test_resume_after_sigkill_replays_exactly(sst2_run, tmp_path):
     assert state["epoch"] == 1 and state["batch"] == 6
     assert not (tmp_path / "cut" / "metrics.json").exists()
     res = run(dataclasses.replace(cut, resume=True))
+    # epoch 2's time holds its 6 batches before the kill as well as the 4 after it
+    assert 0 < state["epoch_elapsed"] < res["summary"]["epoch_seconds"][1]
     a, b = load_file(tmp_path / "ref/model/model.safetensors"), load_file(tmp_path / "cut/model/model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
