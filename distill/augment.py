@@ -143,7 +143,7 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
     from distill.tasks import get_task
     from students.base import load_teacher_weights, word_embeddings
     from teachers.hf import resolve_teacher
-    from transformers import AutoTokenizer
+    from distill.hf_modeling import load_tokenizer
 
     cfg.validate()
     task = get_task(cfg.task)
@@ -152,7 +152,7 @@ def run(cfg: AugmentConfig, *, show_progress: bool = False) -> dict:
         ex = ex.select(cfg.max_train_samples)
     texts = list(zip(ex.text_a, ex.text_b)) if ex.text_b is not None else [(t,) for t in ex.text_a]
     path = resolve_teacher(cfg.teacher)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     mask = tokenizer.mask_token or tokenizer.unk_token
     state, _ = load_teacher_weights(path)
     words = {w for t in texts for s in t for w in s.split()}

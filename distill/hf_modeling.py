@@ -286,3 +286,13 @@ def register_auto_classes():
         AutoModelForSequenceClassification.register(cfg_cls, model_cls, exist_ok=True)
     AutoConfig.register(DistillStudentConfig.model_type, DistillStudentConfig, exist_ok=True)
     _REGISTERED.append(True)
+
+
+def load_tokenizer(path):
+    """``AutoTokenizer`` for a model folder or Hub name. A folder distill wrote has an ``auto_map``
+    in its config.json, on which transformers stops to ask whether to run the folder's code
+    (blocking a terminal); with distill's classes registered first it does not ask."""
+    from transformers import AutoTokenizer
+
+    register_auto_classes()
+    return AutoTokenizer.from_pretrained(path)

@@ -197,9 +197,9 @@ def command_line(cfg: StudentConfig) -> str:
 @functools.lru_cache(maxsize=2)
 def teacher_tokenizer(model_dir: str):
     """The teacher's tokenizer (the students' too), loaded once per process."""
-    from transformers import AutoTokenizer
+    from distill.hf_modeling import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(model_dir)
+    return load_tokenizer(model_dir)
 
 
 def with_transfer(train: SplitData, teacher: TeacherRun, names: list[str], tokenizer, max_length: int, siamese: bool) -> SplitData:
@@ -261,16 +261,13 @@ def build_student(arch: str, options: dict, *, vocab_size: int, num_labels: int,
 
 def load_student(model_dir: Path):
     """(model, tokenizer, meta) from a student's ``RUN/model`` folder (nothing outside it)."""
-    from transformers import AutoTokenizer
+    from distill.hf_modeling import load_tokenizer
 
-    from distill.hf_modeling import register_auto_classes
-
-    register_auto_classes()  # the folder's config.json is a distill_student: no remote-code prompt here
     meta = read_json(model_dir / "student.json")
     model = build_student(meta["arch"], meta["options"], vocab_size=meta["vocab_size"], num_labels=meta["num_labels"],
                           pad_id=meta["pad_id"], is_pair=meta["is_pair"], teacher_width=meta["teacher_width"])
     model.load_state_dict(load_weights(model_dir / "model.safetensors", "re-train the student (--overwrite)"))
-    return model.eval(), AutoTokenizer.from_pretrained(model_dir), meta
+    return model.eval(), load_tokenizer(model_dir), meta
 
 
 def write_hf_config(folder: Path, model, meta: dict) -> None:

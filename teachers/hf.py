@@ -177,7 +177,9 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     the sentence vector the head reads.
     """
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    from distill.hf_modeling import load_tokenizer
 
     register_mean_pooled()
     path = resolve_teacher(name)
@@ -195,7 +197,7 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
     if not local and looks_like_path:
         raise DistillInputError(f"teacher folder {path} does not exist (--teacher); pass an existing folder or a Hub name")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, ignore_mismatched_sizes=task is not None, output_loading_info=True, **kwargs)

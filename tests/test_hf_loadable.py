@@ -94,6 +94,13 @@ def test_a_teacher_run_writes_the_loadable_folder_and_cls_teachers_load_as_they_
     best = Path(res["run_dir"]) / "best"
     assert json.loads((best / "config.json").read_text())["model_type"] == "distill_mean_bert"
     np.testing.assert_allclose(np.array(plain_transformers(best, trust=True)["logits"]), distill_logits(best), atol=1e-5)
+    # a student reads that folder's tokenizer without transformers stopping to ask about its code
+    # (a fresh interpreter: nothing registered yet; the prompt would block a terminal)
+    proc = subprocess.run([sys.executable, "-c", "import sys; from students.train import teacher_tokenizer; "
+                           "print(type(teacher_tokenizer(sys.argv[1])).__name__)", str(best)],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout.split() == ["BertTokenizer"], proc.stderr[-2000:]
+    assert "custom code" not in proc.stdout + proc.stderr
     cls_best = Path(sst2_run["run_dir"]) / "best"  # [CLS] pooling: BERT's own pooler, nothing to rewrite
     assert json.loads((cls_best / "config.json").read_text())["model_type"] == "bert"
     np.testing.assert_allclose(np.array(plain_transformers(cls_best, trust=False)["logits"]), distill_logits(cls_best), atol=1e-5)
