@@ -198,9 +198,11 @@ def load_teacher(name: str, task: Task | None = None, pooling: str = "auto"):
         raise DistillInputError(f"teacher folder {path} does not exist (--teacher); pass an existing folder or a Hub name")
     try:
         tokenizer = load_tokenizer(path)
-        # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task)
+        # a new task re-initialises a head of the wrong size (e.g. a checkpoint fine-tuned on another task).
+        # use_kernels=False: transformers >= 5.25 swaps in Hub kernels by default, fetched at run time
+        # (distill runs offline, its fast paths are its own), and kernels 0.19 refuses the 'xla' device
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, ignore_mismatched_sizes=task is not None, output_loading_info=True, **kwargs)
+            path, ignore_mismatched_sizes=task is not None, output_loading_info=True, use_kernels=False, **kwargs)
     except (OSError, ValueError, SafetensorError) as exc:
         where = f"folder {path}" if local else f"Hub model {path!r}"
         raise DistillInputError(
