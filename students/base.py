@@ -14,6 +14,7 @@ from distill.modeling import ModelOutput
 log = logging.getLogger(__name__)
 
 EMBEDDING_MODES = ("sparse", "dense", "frozen")
+EMBEDDING_INITS = ("teacher", "random")  # the teacher's word-embedding table (PCA-projected) | N(0, 0.1)
 
 
 class Student(nn.Module):
@@ -62,12 +63,14 @@ class SiameseStudent(Student, SiameseCore):
         return ModelOutput(logits=logits, pooled=pooled)
 
 
-def check_embedding_options(embed_dim: int, embedding: str) -> None:
+def check_embedding_options(embed_dim: int, embedding: str, embedding_init: str) -> None:
     """Shared config checks of the word-vector students."""
     if embed_dim < 0:
         raise ValueError("--embed-dim must be >= 0 (0 = the teacher's width)")
     if embedding not in EMBEDDING_MODES:
         raise ValueError(f"--embedding must be one of {', '.join(EMBEDDING_MODES)}")
+    if embedding_init not in EMBEDDING_INITS:  # any other word used to mean "random", silently
+        raise ValueError(f"--embedding-init must be one of {', '.join(EMBEDDING_INITS)}")
 
 
 def make_embedding(vocab_size: int, dim: int, pad_id: int, mode: str) -> nn.Embedding:

@@ -22,7 +22,7 @@ class BiLSTMConfig:
     def validate(self) -> None:
         if self.hidden < 1 or self.mlp_hidden < 1 or not 0 <= self.dropout < 1:
             raise ValueError("--hidden and --mlp-hidden must be >= 1, --dropout in [0, 1)")
-        check_embedding_options(self.embed_dim, self.embedding)
+        check_embedding_options(self.embed_dim, self.embedding, self.embedding_init)
 
 
 # Optuna search space (plain data, see distill.tune) around Tang et al. (2019) and the defaults.

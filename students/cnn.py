@@ -24,7 +24,7 @@ class CNNConfig:
             raise ValueError("--filter-sizes must be positive widths, e.g. 3,4,5")
         if self.num_filters < 1 or not 0 <= self.dropout < 1:
             raise ValueError("--num-filters must be >= 1, --dropout in [0, 1)")
-        check_embedding_options(self.embed_dim, self.embedding)
+        check_embedding_options(self.embed_dim, self.embedding, self.embedding_init)
 
 
 # Optuna search space (plain data, see distill.tune): training knobs and this arch's options.
