@@ -7,8 +7,8 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,19 +28,22 @@ def file_mode() -> int:
 
 
 def _atomic(path: Path, write) -> None:
-    """Write through a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write through a temp file in the same folder, fsync, then rename over ``path``. The temp file is
+    named before it is created, inside the ``try``: a SIGTERM (raised as SystemExit) at any point finds
+    a name to remove, where mkstemp's file exists a few bytecodes before its name is returned."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"  # 64 random bits: no retry loop
     try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:  # "x": never an existing file; mode 0o666 less the umask
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except FileExistsError:
+        raise  # another file of the same random name: not ours to remove
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -256,6 +256,25 @@ run_cli(body)
     assert target.read_bytes() == b"old" or np.load(target).shape == (20_000_000,)  # old or whole, never half
 
 
+def test_signal_right_after_the_temp_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """The SIGTERM that CI caught between mkstemp's create and its return (a leftover .tmp): a
+    SystemExit the moment the temp file exists still removes it and leaves the old file whole."""
+    import builtins
+
+    import distill.rundir as rundir
+
+    def create_then_exit(file, mode="r", *args, **kwargs):
+        builtins.open(file, mode, *args, **kwargs).close()
+        raise SystemExit(143)
+
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    monkeypatch.setattr(rundir, "open", create_then_exit, raising=False)
+    with pytest.raises(SystemExit):
+        rundir.write_json(target, {"new": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"] and target.read_text() == "old"
+
+
 def test_bad_search_space_and_output_paths(sst2_run, tmp_path, capsys):
     from distill.augment import main as augment
     from distill.tune import main as tune
