@@ -14,7 +14,9 @@ from distill.modeling import ModelOutput
 log = logging.getLogger(__name__)
 
 EMBEDDING_MODES = ("sparse", "dense", "frozen")
-EMBEDDING_INITS = ("teacher", "random")  # the teacher's word-embedding table (PCA-projected) | N(0, 0.1)
+# the teacher's input word table | its layer states averaged over the train split (students.word_vectors) | N(0, 0.1);
+# teacher and context are PCA-projected to the student's width
+EMBEDDING_INITS = ("teacher", "context", "random")
 
 
 class Student(nn.Module):
@@ -27,12 +29,18 @@ class Student(nn.Module):
     pair_input: str = "siamese"
     pooled_dim: int = 0
 
-    def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict) -> None:
-        """Copy what fits from the teacher's weights, as the config's ``embedding_init`` says
-        (default: the word embeddings, PCA-projected to the student's width)."""
-        if getattr(self.cfg, "embedding_init", "teacher") != "teacher":
+    def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict,
+                          context_vectors: torch.Tensor | None = None) -> None:
+        """Copy what fits from the teacher's weights, as the config's ``embedding_init`` says (default:
+        the word embeddings, PCA-projected to the student's width; "context": ``context_vectors`` [V, H],
+        ``students.word_vectors``' table, projected the same way)."""
+        init = getattr(self.cfg, "embedding_init", "teacher")
+        if init == "random":
             return
-        self.embedding.weight.data.copy_(project_embeddings(word_embeddings(teacher_state), self.embedding.embedding_dim))
+        if init == "context" and context_vectors is None:
+            raise ValueError("--embedding-init context needs the table of students.word_vectors (students.train.prepare makes it)")
+        table = context_vectors if init == "context" else word_embeddings(teacher_state)
+        self.embedding.weight.data.copy_(project_embeddings(table, self.embedding.embedding_dim))
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters whose gradients are sparse (a sparse embedding), stepped by SparseAdam."""

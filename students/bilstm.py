@@ -17,7 +17,7 @@ class BiLSTMConfig:
     mlp_hidden: int = 200  # ReLU layer of the head (Tang 2019: 200 for SST-2, 400 for pairs)
     dropout: float = 0.2  # on the pooled features and before the output layer
     embedding: str = "sparse"  # sparse | dense | frozen: how the word table trains
-    embedding_init: str = "teacher"  # teacher (its word embeddings, PCA-projected if widths differ) | random
+    embedding_init: str = "teacher"  # teacher (its input word table) | context (its layer states averaged over train) | random
 
     def validate(self) -> None:
         if self.hidden < 1 or self.mlp_hidden < 1 or not 0 <= self.dropout < 1:

@@ -17,7 +17,7 @@ class CNNConfig:
     num_filters: int = 100  # feature maps per width (Kim 2014)
     dropout: float = 0.5  # on the pooled features (Kim 2014)
     embedding: str = "sparse"  # sparse | dense | frozen: how the word table trains
-    embedding_init: str = "teacher"  # teacher (its word embeddings, PCA-projected if widths differ) | random
+    embedding_init: str = "teacher"  # teacher (its input word table) | context (its layer states averaged over train) | random
 
     def validate(self) -> None:
         if not self.filter_sizes or min(self.filter_sizes) < 1:

@@ -389,6 +389,7 @@ class Setup:
     teacher_state: dict
     teacher_conf: dict
     teacher_width: int
+    context_vectors: object = None  # [V, H] torch table for --embedding-init context (students.word_vectors), else None
 
     def new_model(self, cfg: StudentConfig):
         """A fresh student of ``cfg``'s arch, seeded with ``cfg.seed``, initialised from the teacher."""
@@ -398,16 +399,17 @@ class Setup:
         task, tok = self.teacher.task, self.tokenizer
         model = build_student(cfg.arch, cfg.options, vocab_size=len(tok), num_labels=task.num_labels, pad_id=tok.pad_token_id,
                               is_pair=task.is_pair, teacher_width=self.teacher_width)
-        model.init_from_teacher(self.teacher_state, self.teacher_conf)  # each arch follows its own init option
+        model.init_from_teacher(self.teacher_state, self.teacher_conf, self.context_vectors)  # each arch follows its own init option
         return model
 
 
-def prepare(cfg: StudentConfig, teacher: TeacherRun) -> Setup:
-    """Read and check what a student of ``cfg`` learns from (``cfg`` resolved: ``resolved_for``)."""
+def prepare(cfg: StudentConfig, teacher: TeacherRun, progress=None) -> Setup:
+    """Read and check what a student of ``cfg`` learns from (``cfg`` resolved: ``resolved_for``).
+    ``progress``: ``distill.progress.bar`` for the context word vectors' pass, or None."""
     task = teacher.task
     tokenizer = teacher_tokenizer(str(teacher.model_dir))
     siamese = ARCHS[cfg.arch][1].pair_input == "siamese"
-    train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
+    train = own_train = split_data(teacher, "train", tokenizer, cfg.max_length, siamese)
     eval_split = task.eval_splits[0]
     dev = split_data(teacher, eval_split, tokenizer, cfg.max_length, siamese)
     if (teacher.ensemble is not None or teacher.manifest["teacher"].get("members")) and (cfg.beta > 0 or cfg.layer_wise):
@@ -423,8 +425,15 @@ def prepare(cfg: StudentConfig, teacher: TeacherRun) -> Setup:
     if train.labels is None and cfg.alpha < 1:
         raise DistillInputError("the train materials have no gold labels; use --alpha 1 (teacher targets only)")
     state, conf = load_teacher_weights(teacher.model_dir)
+    context = None
+    if cfg.options.get("embedding_init") == "context":  # from the train split alone, without the transfer rows
+        from students.base import word_embeddings
+        from students.word_vectors import teacher_context_table
+
+        context = teacher_context_table(teacher, own_train, tokenizer, word_embeddings(state), conf, cfg.max_length,
+                                        progress)
     width = int(conf.get("hidden_size", 0)) or state[next(k for k in state if k.endswith("word_embeddings.weight"))].shape[1]
-    return Setup(teacher, tokenizer, siamese, train, dev, eval_split, state, conf, width)
+    return Setup(teacher, tokenizer, siamese, train, dev, eval_split, state, conf, width, context)
 
 
 def _check_run_dir(cfg: StudentConfig, teacher: TeacherRun, run_dir: Path, cfg_file: Path) -> None:
@@ -460,10 +469,13 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
     if main_rank:
         _check_run_dir(cfg, teacher, run_dir, cfg_file)
 
-    setup = prepare(cfg, teacher)
+    progress = None
+    if show_progress:
+        from distill.progress import bar as progress
+    setup = prepare(cfg, teacher, progress if main_rank else None)
     tokenizer, train, dev = setup.tokenizer, setup.train, setup.dev
     model = setup.new_model(cfg)
-    setup.teacher_state = {}  # the teacher's weights serve the initialisation only
+    setup.teacher_state, setup.context_vectors = {}, None  # the teacher's weights serve the initialisation only
     layer_kd = new_layer_kd(cfg, setup, model) if cfg.layer_wise else None  # checks the mapping before anything is written
 
     if main_rank:
@@ -492,9 +504,6 @@ def _train_one(cfg: StudentConfig, teacher: TeacherRun, show_progress: bool, tri
                    extra_files=lambda folder: (tokenizer.save_pretrained(folder), write_hf_config(folder, m, meta)))
 
     opts = FitOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitOptions) if hasattr(cfg, f.name)})
-    progress = None
-    if show_progress:
-        from distill.progress import bar as progress
     summary = train_stages(cfg, setup, model, opts, layer_kd, save_best=save_best, jlog=jlog,
                            progress=progress if main_rank else None, trial_hook=trial_hook)
     if not main_rank:  # rank 0 saved the best model and scores it

@@ -102,7 +102,9 @@ class TransformerStudent(Student, MeanBertCore):
     def embedding(self) -> nn.Embedding:
         return self.bert.embeddings.word_embeddings
 
-    def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict) -> None:
+    def init_from_teacher(self, teacher_state: dict[str, torch.Tensor], teacher_config: dict,
+                          context_vectors: torch.Tensor | None = None) -> None:
+        """``--init teacher``: the teacher's embeddings and every k-th layer (``context_vectors``: unused here)."""
         if self.cfg.init != "teacher":
             return
         hidden = self.bert_config.hidden_size

@@ -266,7 +266,7 @@ def test_refusals(sst2_run, mrpc_run, tmp_path, capsys):
     assert main(["--materials", mat, "--alpha", "1.5"]) == 2
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
     assert main(["--materials", mat, "--arch", "bilstm", "--embedding-init", "glove", "--output-dir", str(tmp_path / "z")]) == 2
-    assert "--embedding-init must be one of teacher, random" in capsys.readouterr().err  # was: random, silently
+    assert "--embedding-init must be one of teacher, context, random" in capsys.readouterr().err  # was: random, silently
     assert not (tmp_path / "z").exists()
     assert main(["--config", str(tmp_path / "nope.json")]) == 2
 
