@@ -53,7 +53,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic(Path(path), lambda fh: fh.write(text.encode()))
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic(Path(path), lambda fh: fh.write(data))
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -140,11 +140,10 @@ def write_cached(path: Path, key: TableKey, table: torch.Tensor) -> None:
     """Save atomically; a teacher run the user cannot write to only costs the reuse."""
     from safetensors.torch import save
 
-    from distill.rundir import _atomic
+    from distill.rundir import write_bytes
 
-    data = save({"table": table.contiguous()}, metadata=key.metadata())
     try:
-        _atomic(path, lambda fh: fh.write(data))
+        write_bytes(path, save({"table": table.contiguous()}, metadata=key.metadata()))
     except OSError as exc:
         log.warning("could not keep the context word vectors at %s (%s); the next run computes them again", path, exc)
 
