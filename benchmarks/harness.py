@@ -124,13 +124,16 @@ class Runner:
         if backend in ("onnx", "onnx-int8"):
             from distill.export import ExportConfig
             from distill.export import run as export
+            from distill.devices import cpu_int8_dot
             from distill.onnx import INT8_SCHEME, ort_session
 
             onnx = run_dir / "model.onnx"
             q = run_dir / "model.int8.onnx"
             exported = read_json(run_dir / "export.json") if (run_dir / "export.json").is_file() else {}
-            if not onnx.is_file() or not q.is_file() or exported.get("int8", {}).get("scheme") != INT8_SCHEME:
-                export(ExportConfig(str(run_dir), int8=True))  # missing, or int8 from an older recipe
+            int8 = exported.get("int8", {})
+            if (not onnx.is_file() or not q.is_file() or int8.get("scheme") != INT8_SCHEME
+                    or int8.get("reduce_range") != (not cpu_int8_dot())):
+                export(ExportConfig(str(run_dir), int8=True))  # missing, from an older recipe, or for another CPU kind
             path = onnx if backend == "onnx" else q
             self.session, self.size_bytes = ort_session(path), path.stat().st_size
             self.names = [i.name for i in self.session.get_inputs()]

@@ -40,11 +40,9 @@ class PrecisionConfig:
 
 def cpu_bf16_instructions() -> list[str]:
     """The CPU's bf16 instruction sets as the kernel reports them (oneDNN uses them natively)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0].split()
-    except (OSError, IndexError):
-        return []
-    return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))
+    from distill.devices import cpu_flags
+
+    return sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"})
 
 
 def _train(cfg: PrecisionConfig, precision: str, seed: int) -> dict:

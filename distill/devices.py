@@ -35,6 +35,21 @@ def tpu_configured() -> bool:
     return bool(os.environ.get("PJRT_DEVICE")) or bool(glob.glob("/dev/accel*"))
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere or on a read error)."""
+    try:
+        with open(cpuinfo) as f:
+            return set(f.read().split("flags", 2)[1].split("\n")[0].strip(" \t:").split())
+    except (OSError, IndexError):
+        return set()
+
+
+def cpu_int8_dot() -> bool:
+    """Whether int8 dot products accumulate straight into int32 here (AVX-VNNI, AVX512-VNNI or AMX-INT8).
+    Without them x86 int8 kernels sum u8*s8 pairs into a saturating int16 (vpmaddubsw)."""
+    return bool(cpu_flags() & {"avx_vnni", "avx512_vnni", "amx_int8"})
+
+
 def resolve_device(requested: str, precision: str = "fp32") -> str:
     """``--device`` to cpu | cuda | xla, checked against ``--precision``. auto = xla when torch_xla
     is installed and a TPU is configured, else cuda when visible, else cpu."""
