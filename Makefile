@@ -36,7 +36,7 @@ demo: setup
 	$(PY) -m distill.predict runs/demo-cnn --input runs/demo-input.txt
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10  # the ten slowest at the end: where CI's minutes go
 
 # The habits that keep the layout: ruff (unused names, function size) and the import contracts in pyproject.toml
 lint: setup
