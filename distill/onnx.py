@@ -180,8 +180,8 @@ def quantize_int8(src: Path, dst: Path, calib_batches=None, alpha: float = 0.5, 
     u8 x s8 kernels on plain AVX2/AVX-512 sum adjacent products into int16 (vpmaddubsw), which
     saturates at 255 * 127 * 2 > 32767; 7-bit weights keep every pair in range (ORT's quantization
     docs, "U8S8 saturation"). Measured on an AVX2-only AMD EPYC: tests/test_export's outlier matmul
-    0.291 relative error without it, 0.034 with it. The file records the choice: a model quantised on
-    a VNNI machine loses accuracy on one without."""
+    0.291 relative error without it, 0.034 with it. export.json records the choice: a file quantised with
+    8-bit weights on a VNNI machine can saturate on one without."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
