@@ -60,15 +60,9 @@ def busy_reason(before: dict, after: dict, cores: int) -> str | None:
 def machine_info() -> dict:
     import transformers
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+    from distill.devices import cpu_name
+
+    info = {"cpu": cpu_name(), "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": np.__version__}
     try:
@@ -124,15 +118,14 @@ class Runner:
         if backend in ("onnx", "onnx-int8"):
             from distill.export import ExportConfig
             from distill.export import run as export
-            from distill.devices import cpu_int8_dot
-            from distill.onnx import INT8_SCHEME, ort_session
+            from distill.onnx import INT8_SCHEME, ort_session, seven_bit_weights
 
             onnx = run_dir / "model.onnx"
             q = run_dir / "model.int8.onnx"
             exported = read_json(run_dir / "export.json") if (run_dir / "export.json").is_file() else {}
             int8 = exported.get("int8", {})
             if (not onnx.is_file() or not q.is_file() or int8.get("scheme") != INT8_SCHEME
-                    or int8.get("reduce_range") != (not cpu_int8_dot())):
+                    or int8.get("reduce_range") != seven_bit_weights()):
                 export(ExportConfig(str(run_dir), int8=True))  # missing, from an older recipe, or for another CPU kind
             path = onnx if backend == "onnx" else q
             self.session, self.size_bytes = ort_session(path), path.stat().st_size

@@ -14,7 +14,6 @@ examples/s, top-label agreement and the largest |logit difference| of the bf16 d
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.cli import config_from, dataclass_parser, field_docs, print_result, run_cli
+from distill.devices import cpu_flags, cpu_name
 from distill.rundir import read_json, write_json
 
 
@@ -40,8 +40,6 @@ class PrecisionConfig:
 
 def cpu_bf16_instructions() -> list[str]:
     """The CPU's bf16 instruction sets as the kernel reports them (oneDNN uses them natively)."""
-    from distill.devices import cpu_flags
-
     return sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"})
 
 
@@ -97,20 +95,10 @@ def run(cfg: PrecisionConfig) -> dict:
         "dev_by_precision": dev, "dev_mean_diff_bf16_minus_fp32": float(np.mean(dev["bf16"]) - np.mean(dev["fp32"])),
         "dump_top_label_agreement": float(np.mean(logits["bf16"].argmax(-1) == logits["fp32"].argmax(-1))),
         "dump_max_abs_logit_diff": float(np.abs(logits["bf16"] - logits["fp32"]).max()),
-        "machine": {"cpu": _cpu_name(), "bf16_instructions": cpu_bf16_instructions(),
+        "machine": {"cpu": cpu_name(), "bf16_instructions": cpu_bf16_instructions(),
                     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

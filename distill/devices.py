@@ -44,6 +44,20 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
         return set()
 
 
+def cpu_name() -> str:
+    """The CPU's model name as Linux reports it, else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_int8_dot() -> bool:
     """Whether int8 dot products accumulate straight into int32 here (AVX-VNNI, AVX512-VNNI or AMX-INT8).
     Without them x86 int8 kernels sum u8*s8 pairs into a saturating int16 (vpmaddubsw)."""

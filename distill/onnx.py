@@ -171,6 +171,13 @@ def prepare_int8(model, amax: dict[str, np.ndarray] | None = None, alpha: float 
     return {"smoothed_inputs": smoothed, "first_token_apart": split, "matmuls": sum(map(len, groups.values()))}
 
 
+def seven_bit_weights() -> bool:
+    """Whether int8 weights keep 7 bits on this CPU: where it lacks VNNI/AMX-INT8 (see ``quantize_int8``)."""
+    from distill.devices import cpu_int8_dot
+
+    return not cpu_int8_dot()
+
+
 def quantize_int8(src: Path, dst: Path, calib_batches=None, alpha: float = 0.5, reduce_range: bool | None = None) -> dict:
     """``dst`` = ORT dynamic int8 of ``src``: ``prepare_int8``, then ``quantize_dynamic`` with int8
     weights per output channel for the weight MatMuls (activation x activation MatMuls in attention
@@ -185,9 +192,7 @@ def quantize_int8(src: Path, dst: Path, calib_batches=None, alpha: float = 0.5, 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from distill.devices import cpu_int8_dot
-
-    reduce_range = not cpu_int8_dot() if reduce_range is None else reduce_range
+    reduce_range = seven_bit_weights() if reduce_range is None else reduce_range
     amax = activation_absmax(src, calib_batches) if calib_batches is not None and alpha > 0 else None
     model = onnx.load(str(src))
     info = prepare_int8(model, amax, alpha if amax is not None else 0.0)

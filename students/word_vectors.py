@@ -15,6 +15,7 @@ computed from, and every seed, resume and tuning trial reuses it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,11 +183,9 @@ def teacher_context_table(teacher, train, tokenizer, input_table: torch.Tensor, 
     prepack_linears(encoder)  # the dump's fast fp32 path on CPU (teachers.dump)
     skip = set(tokenizer.all_special_ids)
     n = len(train.enc) + len(train.enc.input_ids_b or [])
-    if progress is None:
-        table = context_table(encoder, train.enc, input_table, pad_id=tokenizer.pad_token_id, skip_ids=skip)
-    else:
-        with progress(f"context word vectors (layer {layer})", n) as b:
-            table = context_table(encoder, train.enc, input_table, pad_id=tokenizer.pad_token_id, skip_ids=skip,
-                                  on_progress=b.advance)
+    bar = progress or (lambda description, total: contextlib.nullcontext(None))
+    with bar(f"context word vectors (layer {layer})", n) as b:
+        table = context_table(encoder, train.enc, input_table, pad_id=tokenizer.pad_token_id, skip_ids=skip,
+                              on_progress=b.advance if b is not None else None)
     write_cached(path, key, table)
     return table
