@@ -35,27 +35,29 @@ def tpu_configured() -> bool:
     return bool(os.environ.get("PJRT_DEVICE")) or bool(glob.glob("/dev/accel*"))
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere or on a read error)."""
+def _cpuinfo_field(field: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The first value of ``field`` in Linux's cpuinfo (``None`` elsewhere or on a read error)."""
     try:
         with open(cpuinfo) as f:
-            return set(f.read().split("flags", 2)[1].split("\n")[0].strip(" \t:").split())
-    except (OSError, IndexError):
-        return set()
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == field:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere or on a read error)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_name() -> str:
     """The CPU's model name as Linux reports it, else what ``platform`` knows."""
     import platform
 
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def cpu_int8_dot() -> bool:
